@@ -1,0 +1,628 @@
+//! The document state machine: revisions, bounded history, exactly-once by (client, seq),
+//! presence, group commit. Sans-IO and deterministic: inputs are method calls, outputs are queued
+//! and drained with [`DocumentCore::poll_output`] and [`DocumentCore::poll_store_job`].
+//!
+//! An op is *assigned* a revision as soon as it is accepted (later ops transform over it), but it
+//! is applied to the text, acknowledged and broadcast only once the store reports it durable.
+//! Everything a client can see (snapshots, `ops` of `opened`, cursors) is therefore at the
+//! durable revision, and nothing a client saw can be lost by a crash.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use ropey::Rope;
+
+use crate::ids::{ClientId, DocId};
+use crate::ot::{transform_range, Op, RawOp};
+use crate::protocol::{error_frame, ErrorCode, Frame, RevOp, ServerMsg, MAX_CURSOR_RANGES};
+use crate::store::{ClientSeq, LogRecord, Snapshot, StoreError, StoredDocument};
+
+/// Identifies one WebSocket connection on this node.
+pub type ConnId = u64;
+
+/// Limits and tuning of one document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreSettings {
+    /// Durable ops kept for transforming late ops and for resuming clients.
+    pub history_ops: usize,
+    /// Largest document, in code points, that an op may produce.
+    pub max_document_chars: usize,
+    /// Most ops in one store write (group commit batch).
+    pub max_batch_ops: usize,
+    /// Most accepted-but-not-yet-durable ops; past this, new ops get `unavailable` (the store
+    /// is not keeping up, and an unbounded queue would only hide that).
+    pub max_pending_ops: usize,
+    /// Bound of the exactly-once table (clients remembered per document).
+    pub max_dedup_clients: usize,
+    /// Snapshot and truncate the log after this many logged ops.
+    pub compact_every_ops: usize,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            history_ops: 10_000,
+            max_document_chars: 10_000_000,
+            max_batch_ops: 1_024,
+            max_pending_ops: 8_192,
+            max_dedup_clients: 100_000,
+            compact_every_ops: 10_000,
+        }
+    }
+}
+
+/// Something the driver must deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output<S> {
+    /// Send `frame` to one subscriber.
+    Send {
+        /// The subscriber's handle.
+        to: S,
+        /// Encoded message.
+        frame: Frame,
+    },
+    /// Send `frame` to every subscriber except `except` (see [`DocumentCore::subscribers`]).
+    Broadcast {
+        /// The connection that must not get it (the author).
+        except: Option<ConnId>,
+        /// Encoded once for everyone.
+        frame: Frame,
+    },
+}
+
+/// A write the driver must perform with the document's store, then report with
+/// [`DocumentCore::store_done`]. At most one is in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreJob {
+    /// Append these records (consecutive revisions) durably.
+    Append(Vec<LogRecord>),
+    /// Replace the stored state up to `snapshot.rev` by this snapshot.
+    Compact(Snapshot),
+}
+
+/// The store failed to make ops durable: the driver must stop this document (its accepted but
+/// undurable ops were never acknowledged) and let it be reloaded from the store.
+#[derive(Debug, thiserror::Error)]
+#[error("store write failed for document {doc}: {detail}")]
+pub struct StoreFailed {
+    /// The document.
+    pub doc: DocId,
+    /// What the store said.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    seq: u64,
+    rev: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: LogRecord,
+    /// Connection that submitted it, to receive the ack.
+    author: Option<ConnId>,
+}
+
+#[derive(Debug)]
+struct Subscriber<S> {
+    handle: S,
+    client: ClientId,
+    name: Arc<str>,
+    color: Arc<str>,
+    ranges: Option<Vec<(usize, usize)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Append { up_to: u64 },
+    Compact { rev: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DeferredAck {
+    conn: ConnId,
+    seq: u64,
+    rev: u64,
+}
+
+/// One document's authoritative state.
+#[derive(Debug)]
+pub struct DocumentCore<S> {
+    doc: DocId,
+    lang: &'static str,
+    settings: CoreSettings,
+    /// Text at `durable_rev`.
+    text: Rope,
+    durable_rev: u64,
+    /// Newest assigned revision (>= durable_rev).
+    rev: u64,
+    /// Length at `rev`.
+    len: usize,
+    /// Consecutive entries ending at `rev`; every entry after `durable_rev` is kept.
+    history: VecDeque<Entry>,
+    /// Exactly-once table including accepted-but-undurable ops.
+    clients: HashMap<ClientId, Seen>,
+    /// Exactly-once table as of `durable_rev` (what a snapshot stores).
+    durable_clients: HashMap<ClientId, Seen>,
+    subscribers: BTreeMap<ConnId, Subscriber<S>>,
+    outputs: VecDeque<Output<S>>,
+    deferred_acks: Vec<DeferredAck>,
+    job: Option<Job>,
+    logged_since_snapshot: usize,
+    opens_seen: u64,
+}
+
+impl<S: Clone> DocumentCore<S> {
+    /// Rebuilds a document from what its store holds.
+    pub fn load(doc: DocId, stored: StoredDocument, settings: CoreSettings) -> Result<Self, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt { doc: doc.clone(), detail };
+        let (text, mut rev, mut clients) = match stored.snapshot {
+            Some(s) => {
+                let clients = s
+                    .clients
+                    .into_iter()
+                    .map(|c| (c.client, Seen { seq: c.seq, rev: c.rev }))
+                    .collect::<HashMap<_, _>>();
+                (Rope::from_str(&s.text), s.rev, clients)
+            }
+            None => (Rope::new(), 0, HashMap::new()),
+        };
+        let mut text = text;
+        let mut history = VecDeque::new();
+        let logged = stored.log.len();
+        for record in stored.log {
+            if record.rev != rev + 1 {
+                return Err(corrupt(format!("log jumps from revision {rev} to {}", record.rev)));
+            }
+            record
+                .op
+                .apply(&mut text)
+                .map_err(|e| corrupt(format!("op at revision {} does not apply: {e}", record.rev)))?;
+            rev = record.rev;
+            clients.insert(record.client.clone(), Seen { seq: record.seq, rev });
+            history.push_back(Entry { record, author: None });
+            if history.len() > settings.history_ops {
+                history.pop_front();
+            }
+        }
+        let len = text.len_chars();
+        Ok(DocumentCore {
+            lang: doc.language(),
+            doc,
+            settings,
+            text,
+            durable_rev: rev,
+            rev,
+            len,
+            history,
+            durable_clients: clients.clone(),
+            clients,
+            subscribers: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            deferred_acks: Vec::new(),
+            job: None,
+            logged_since_snapshot: logged,
+            opens_seen: 0,
+        })
+    }
+
+    /// The document id.
+    pub fn doc(&self) -> &DocId {
+        &self.doc
+    }
+
+    /// Newest durable revision: what clients see.
+    pub fn durable_rev(&self) -> u64 {
+        self.durable_rev
+    }
+
+    /// Newest accepted revision (durable or not).
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+
+    /// The text at the durable revision.
+    pub fn text(&self) -> &Rope {
+        &self.text
+    }
+
+    /// How many `open`s this document has handled (the supervisor compares it with how many it
+    /// forwarded before letting an idle document stop).
+    pub fn opens_seen(&self) -> u64 {
+        self.opens_seen
+    }
+
+    /// True when nothing would be lost or missed by stopping: no subscriber, nothing undurable,
+    /// no store write in flight.
+    pub fn is_idle(&self) -> bool {
+        self.subscribers.is_empty() && self.rev == self.durable_rev && self.job.is_none()
+    }
+
+    /// True when every accepted op is durable and no write is in flight.
+    pub fn is_flushed(&self) -> bool {
+        self.rev == self.durable_rev && self.job.is_none()
+    }
+
+    /// Number of subscribed connections.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// Handles of every subscriber except `except`, for delivering a broadcast.
+    pub fn subscribers(&self, except: Option<ConnId>) -> impl Iterator<Item = (ConnId, &S)> + '_ {
+        self.subscribers
+            .iter()
+            .filter(move |(conn, _)| Some(**conn) != except)
+            .map(|(conn, s)| (*conn, &s.handle))
+    }
+
+    /// Next frame to deliver.
+    pub fn poll_output(&mut self) -> Option<Output<S>> {
+        self.outputs.pop_front()
+    }
+
+    /// A connection opens (or re-opens, to resync) the document. Answers `opened` with the ops
+    /// after `since` when the history still holds them, else with a snapshot, then one `cursor`
+    /// per other collaborator with a cursor.
+    pub fn open(
+        &mut self,
+        conn: ConnId,
+        handle: S,
+        client: ClientId,
+        name: Arc<str>,
+        color: Arc<str>,
+        since: Option<u64>,
+    ) {
+        self.opens_seen += 1;
+        let ranges = self.subscribers.remove(&conn).and_then(|s| s.ranges);
+        let frame = self.opened_frame(since);
+        self.outputs.push_back(Output::Send { to: handle.clone(), frame });
+        for (other, sub) in &self.subscribers {
+            if let Some(r) = &sub.ranges {
+                debug_assert_ne!(*other, conn);
+                let frame = ServerMsg::Cursor {
+                    doc: self.doc.as_str(),
+                    client: sub.client.as_str(),
+                    name: &sub.name,
+                    color: &sub.color,
+                    ranges: r,
+                }
+                .encode();
+                self.outputs.push_back(Output::Send { to: handle.clone(), frame });
+            }
+        }
+        self.subscribers.insert(conn, Subscriber { handle, client, name, color, ranges });
+    }
+
+    fn opened_frame(&self, since: Option<u64>) -> Frame {
+        let doc = self.doc.as_str();
+        if let Some(since) = since {
+            if since <= self.durable_rev && since + 1 >= self.first_history_rev() {
+                let ops: Vec<RevOp<'_>> = self
+                    .history
+                    .iter()
+                    .filter(|e| e.record.rev > since && e.record.rev <= self.durable_rev)
+                    .map(|e| RevOp { rev: e.record.rev, client: e.record.client.as_str(), op: &e.record.op })
+                    .collect();
+                return ServerMsg::OpenedOps { doc, rev: self.durable_rev, ops: &ops, lang: self.lang }.encode();
+            }
+        }
+        let text = self.text.to_string();
+        ServerMsg::OpenedSnapshot { doc, rev: self.durable_rev, text: &text, lang: self.lang }.encode()
+    }
+
+    /// Revision of the oldest op in the history (`rev + 1` when the history is empty).
+    fn first_history_rev(&self) -> u64 {
+        self.history.front().map_or(self.rev + 1, |e| e.record.rev)
+    }
+
+    /// The entry that produced revision `rev`, if the history holds it.
+    fn entry(&self, rev: u64) -> Option<&Entry> {
+        let first = self.history.front()?.record.rev;
+        let index = rev.checked_sub(first)?;
+        self.history.get(usize::try_from(index).ok()?)
+    }
+
+    /// Length of the document at revision `rev` (which must be within the history or current).
+    fn len_at(&self, rev: u64) -> Option<usize> {
+        if rev == self.rev {
+            Some(self.len)
+        } else {
+            self.entry(rev + 1).map(|e| e.record.op.base_len())
+        }
+    }
+
+    /// A connection stops following the document; the others are told it left.
+    pub fn close(&mut self, conn: ConnId) {
+        let Some(sub) = self.subscribers.remove(&conn) else { return };
+        self.deferred_acks.retain(|a| a.conn != conn);
+        let still_here = self.subscribers.values().any(|s| s.client == sub.client);
+        if !still_here && !self.subscribers.is_empty() {
+            let frame = ServerMsg::Left { doc: self.doc.as_str(), client: sub.client.as_str() }.encode();
+            self.outputs.push_back(Output::Broadcast { except: Some(conn), frame });
+        }
+    }
+
+    fn reply_error(&mut self, conn: ConnId, code: ErrorCode, message: &str, seq: Option<u64>) {
+        if let Some(sub) = self.subscribers.get(&conn) {
+            let frame = error_frame(code, message, Some(self.doc.as_str()), seq);
+            self.outputs.push_back(Output::Send { to: sub.handle.clone(), frame });
+        }
+    }
+
+    /// An op from a subscribed connection, written against `base_rev`.
+    pub fn submit(&mut self, conn: ConnId, seq: u64, base_rev: u64, raw: RawOp) {
+        let Some(sub) = self.subscribers.get(&conn) else { return };
+        let client = sub.client.clone();
+        let last = self.clients.get(&client).copied();
+        let last_seq = last.map_or(0, |s| s.seq);
+        if seq == 0 {
+            return self.reply_error(conn, ErrorCode::BadMessage, "seq starts at 1", Some(seq));
+        }
+        if seq <= last_seq {
+            // Already applied: acknowledge with the revision it first became.
+            let rev = match last {
+                Some(s) if s.seq == seq => s.rev,
+                _ => self.find_rev(&client, seq).unwrap_or(last.map_or(0, |s| s.rev)),
+            };
+            if rev > self.durable_rev {
+                self.deferred_acks.push(DeferredAck { conn, seq, rev });
+            } else {
+                self.ack(conn, seq, rev);
+            }
+            return;
+        }
+        if seq != last_seq + 1 {
+            let message = format!("seq {seq} skips numbers: the next seq for this document is {}", last_seq + 1);
+            return self.reply_error(conn, ErrorCode::BadMessage, &message, Some(seq));
+        }
+        if base_rev > self.durable_rev {
+            let message = format!("base revision {base_rev} is newer than the document's revision {}", self.durable_rev);
+            return self.reply_error(conn, ErrorCode::InvalidOp, &message, Some(seq));
+        }
+        let Some(base_len) = (base_rev + 1 >= self.first_history_rev()).then(|| self.len_at(base_rev)).flatten()
+        else {
+            let message = format!(
+                "base revision {base_rev} is older than the history kept (from revision {})",
+                self.first_history_rev().saturating_sub(1)
+            );
+            return self.reply_error(conn, ErrorCode::StaleRev, &message, Some(seq));
+        };
+        if (self.rev - self.durable_rev) as usize >= self.settings.max_pending_ops {
+            return self.reply_error(
+                conn,
+                ErrorCode::Unavailable,
+                "the document's store is not keeping up; resubmit later",
+                Some(seq),
+            );
+        }
+        let mut op = match Op::from_raw(raw, base_len) {
+            Ok(op) => op,
+            Err(e) => return self.reply_error(conn, ErrorCode::InvalidOp, &e.to_string(), Some(seq)),
+        };
+        for rev in base_rev + 1..=self.rev {
+            let rebased = match self.entry(rev) {
+                Some(e) => op.transform_over(&e.record.op),
+                None => {
+                    debug_assert!(false, "history must hold every revision after the base");
+                    return self.reply_error(conn, ErrorCode::StaleRev, "history no longer holds the base", Some(seq));
+                }
+            };
+            op = match rebased {
+                Ok(op) => op,
+                Err(e) => return self.reply_error(conn, ErrorCode::InvalidOp, &e.to_string(), Some(seq)),
+            };
+        }
+        debug_assert_eq!(op.base_len(), self.len);
+        if op.target_len() > self.settings.max_document_chars && op.target_len() > op.base_len() {
+            let message = format!(
+                "the document would have {} characters; the limit is {}",
+                op.target_len(),
+                self.settings.max_document_chars
+            );
+            return self.reply_error(conn, ErrorCode::TooLarge, &message, Some(seq));
+        }
+        self.rev += 1;
+        self.len = op.target_len();
+        self.clients.insert(client.clone(), Seen { seq, rev: self.rev });
+        self.history.push_back(Entry { record: LogRecord { rev: self.rev, client, seq, op }, author: Some(conn) });
+        self.bound_dedup_tables();
+    }
+
+    fn find_rev(&self, client: &ClientId, seq: u64) -> Option<u64> {
+        self.history
+            .iter()
+            .rev()
+            .find(|e| e.record.seq == seq && &e.record.client == client)
+            .map(|e| e.record.rev)
+    }
+
+    fn ack(&mut self, conn: ConnId, seq: u64, rev: u64) {
+        if let Some(sub) = self.subscribers.get(&conn) {
+            let frame = ServerMsg::Ack { doc: self.doc.as_str(), seq, rev }.encode();
+            self.outputs.push_back(Output::Send { to: sub.handle.clone(), frame });
+        }
+    }
+
+    /// A connection's cursors at revision `rev`; stored (kept transformed) and sent to the others.
+    pub fn cursor(&mut self, conn: ConnId, rev: u64, ranges: Vec<(u64, u64)>) {
+        if !self.subscribers.contains_key(&conn) {
+            return;
+        }
+        if ranges.len() > MAX_CURSOR_RANGES {
+            let message = format!("at most {MAX_CURSOR_RANGES} cursor ranges");
+            return self.reply_error(conn, ErrorCode::BadMessage, &message, None);
+        }
+        if rev > self.durable_rev {
+            let message = format!("cursor revision {rev} is newer than the document's revision {}", self.durable_rev);
+            return self.reply_error(conn, ErrorCode::BadMessage, &message, None);
+        }
+        let len = if rev == self.durable_rev {
+            self.text.len_chars()
+        } else if rev + 1 >= self.first_history_rev() {
+            match self.entry(rev + 1) {
+                Some(e) => e.record.op.base_len(),
+                None => return,
+            }
+        } else {
+            // Older than the history: the client will send a fresh cursor after catching up.
+            return;
+        };
+        let mut ranges: Vec<(usize, usize)> = match ranges
+            .into_iter()
+            .map(|(a, h)| Some((usize::try_from(a).ok()?, usize::try_from(h).ok()?)))
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(r) if r.iter().all(|&(a, h)| a <= len && h <= len) => r,
+            _ => {
+                let message = format!("cursor position past the end of the document (length {len} at revision {rev})");
+                return self.reply_error(conn, ErrorCode::BadMessage, &message, None);
+            }
+        };
+        for r in rev + 1..=self.durable_rev {
+            if let Some(e) = self.entry(r) {
+                for range in ranges.iter_mut() {
+                    *range = transform_range(*range, &e.record.op);
+                }
+            }
+        }
+        let Some(sub) = self.subscribers.get_mut(&conn) else { return };
+        let frame = ServerMsg::Cursor {
+            doc: self.doc.as_str(),
+            client: sub.client.as_str(),
+            name: &sub.name,
+            color: &sub.color,
+            ranges: &ranges,
+        }
+        .encode();
+        sub.ranges = Some(ranges);
+        self.outputs.push_back(Output::Broadcast { except: Some(conn), frame });
+    }
+
+    /// The next store write, if none is in flight and there is something to write.
+    pub fn poll_store_job(&mut self) -> Option<StoreJob> {
+        if self.job.is_some() {
+            return None;
+        }
+        if self.logged_since_snapshot >= self.settings.compact_every_ops {
+            self.job = Some(Job::Compact { rev: self.durable_rev });
+            let mut clients: Vec<ClientSeq> = self
+                .durable_clients
+                .iter()
+                .map(|(client, s)| ClientSeq { client: client.clone(), seq: s.seq, rev: s.rev })
+                .collect();
+            clients.sort_by(|a, b| a.client.cmp(&b.client));
+            return Some(StoreJob::Compact(Snapshot { rev: self.durable_rev, text: self.text.to_string(), clients }));
+        }
+        let pending = (self.rev - self.durable_rev) as usize;
+        if pending == 0 {
+            return None;
+        }
+        let count = pending.min(self.settings.max_batch_ops.max(1));
+        let up_to = self.durable_rev + count as u64;
+        let records = (self.durable_rev + 1..=up_to)
+            .filter_map(|rev| self.entry(rev).map(|e| e.record.clone()))
+            .collect::<Vec<_>>();
+        debug_assert_eq!(records.len(), count);
+        self.job = Some(Job::Append { up_to });
+        Some(StoreJob::Append(records))
+    }
+
+    /// The store finished the job [`poll_store_job`](Self::poll_store_job) gave. On a successful
+    /// append the ops are applied, acknowledged and broadcast, in revision order.
+    pub fn store_done(&mut self, result: Result<(), StoreError>) -> Result<(), StoreFailed> {
+        match self.job.take() {
+            None => {
+                debug_assert!(false, "store_done without a job");
+                Ok(())
+            }
+            Some(Job::Compact { rev }) => {
+                // A failed compaction loses nothing (the log still has every op); try again
+                // after another `compact_every_ops` ops rather than in a hot loop.
+                self.logged_since_snapshot = match result {
+                    Ok(()) => (self.durable_rev - rev) as usize,
+                    Err(e) => {
+                        tracing::warn!(doc = %self.doc, error = %e, "compaction failed; will retry later");
+                        0
+                    }
+                };
+                Ok(())
+            }
+            Some(Job::Append { up_to }) => match result {
+                Ok(()) => {
+                    self.make_durable(up_to);
+                    Ok(())
+                }
+                Err(e) => Err(StoreFailed { doc: self.doc.clone(), detail: e.to_string() }),
+            },
+        }
+    }
+
+    fn make_durable(&mut self, up_to: u64) {
+        let first = self.durable_rev + 1;
+        for rev in first..=up_to {
+            let Some(index) = self.entry(rev).map(|e| e.record.rev - self.history[0].record.rev) else {
+                debug_assert!(false, "undurable entries are never trimmed");
+                continue;
+            };
+            let entry = &self.history[index as usize];
+            if let Err(e) = entry.record.op.apply(&mut self.text) {
+                debug_assert!(false, "an accepted op must apply: {e}");
+                tracing::error!(doc = %self.doc, rev, error = %e, "accepted op did not apply");
+            }
+            for sub in self.subscribers.values_mut() {
+                if let Some(ranges) = sub.ranges.as_mut() {
+                    for range in ranges.iter_mut() {
+                        *range = transform_range(*range, &entry.record.op);
+                    }
+                }
+            }
+            let record = &entry.record;
+            self.durable_clients.insert(record.client.clone(), Seen { seq: record.seq, rev });
+            let doc = self.doc.as_str();
+            if let Some(author) = entry.author.and_then(|conn| self.subscribers.get(&conn).map(|s| (conn, s))) {
+                let frame = ServerMsg::Ack { doc, seq: record.seq, rev }.encode();
+                self.outputs.push_back(Output::Send { to: author.1.handle.clone(), frame });
+            }
+            if self.subscribers.len() > usize::from(entry.author.is_some_and(|a| self.subscribers.contains_key(&a))) {
+                let frame = ServerMsg::Op { doc, rev, client: record.client.as_str(), op: &record.op }.encode();
+                self.outputs.push_back(Output::Broadcast { except: entry.author, frame });
+            }
+        }
+        self.logged_since_snapshot += (up_to + 1 - first) as usize;
+        self.durable_rev = up_to;
+        debug_assert_eq!(self.text.len_chars(), self.len_at(self.durable_rev).unwrap_or(usize::MAX));
+        if !self.deferred_acks.is_empty() {
+            let (ready, waiting): (Vec<_>, Vec<_>) = self.deferred_acks.drain(..).partition(|a| a.rev <= up_to);
+            self.deferred_acks = waiting;
+            for a in ready {
+                self.ack(a.conn, a.seq, a.rev);
+            }
+        }
+        while self.history.len() > self.settings.history_ops
+            && self.history.front().is_some_and(|e| e.record.rev <= self.durable_rev)
+        {
+            self.history.pop_front();
+        }
+    }
+
+    /// Keeps the exactly-once tables within `max_dedup_clients` by forgetting the clients whose
+    /// last op is oldest (never one with an undurable op).
+    fn bound_dedup_tables(&mut self) {
+        let max = self.settings.max_dedup_clients.max(1);
+        if self.clients.len() <= max {
+            return;
+        }
+        // Evict a tenth at once so that the O(n) scan is amortised over many ops.
+        let evict = (max / 10).max(1).min(self.clients.len());
+        let mut revs: Vec<u64> = self.clients.values().map(|s| s.rev).collect();
+        revs.sort_unstable();
+        let cutoff = revs[evict - 1].min(self.durable_rev);
+        self.clients.retain(|_, s| s.rev > cutoff);
+        self.durable_clients.retain(|_, s| s.rev > cutoff);
+    }
+}
+
+#[cfg(test)]
+mod tests;

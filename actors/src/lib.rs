@@ -1,0 +1,21 @@
+//! Chorus core: the pure OT engine, the document state machine and its actor, the session actor,
+//! and the stores behind one trait.
+//!
+//! # Layout
+//! - [`ids`]: validated document and client ids.
+//! - [`ot`]: operations on code-point text: validate, apply, compose, transform, cursors. Pure.
+//! - [`protocol`]: wire protocol v1 messages and their one encoder/decoder.
+//! - [`document`]: the document state machine (sans-IO), its actor, and the supervisor that is
+//!   also the registry of open documents.
+//! - [`session`]: the per-connection session actor; [`session_supervisor`] its parent.
+//! - [`outbound`]: the bounded per-connection send queue.
+//! - [`store`]: the `Store` trait and the embedded on-disk store.
+
+pub mod document;
+pub mod ids;
+pub mod ot;
+pub mod outbound;
+pub mod protocol;
+pub mod session;
+pub mod session_supervisor;
+pub mod store;

@@ -1,0 +1,377 @@
+//! Wire protocol v1 (../shared/PROTOCOL.md): every client and server message as a serde type,
+//! and the one place frames are encoded and decoded.
+//!
+//! Decoding is strict about shapes (a missing or mistyped field is `bad_message`) but an op's
+//! components are decoded leniently into [`RawOp`] so that a malformed op is reported as
+//! `invalid_op` with its `doc` and `seq`, not as a generic `bad_message`.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::ot::{Op, RawOp};
+
+/// Protocol version this server speaks, sent in `welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Most cursor ranges one `cursor` message may carry (multi-cursor editing rarely needs more).
+pub const MAX_CURSOR_RANGES: usize = 64;
+
+/// Longest display name kept, in characters; longer names are cut.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// An encoded text frame, shared by reference count between every recipient of a broadcast.
+pub type Frame = Bytes;
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// First message of a connection; `client` resumes an earlier identity.
+    Hello {
+        /// Id issued earlier by a server, to resume with.
+        #[serde(default)]
+        client: Option<String>,
+        /// Display name.
+        #[serde(default)]
+        name: Option<String>,
+        /// Display color, `#rgb` or `#rrggbb`.
+        #[serde(default)]
+        color: Option<String>,
+    },
+    /// Open (or resync) a document, optionally from a revision the client has.
+    Open {
+        /// Document id.
+        doc: String,
+        /// Revision the client already has.
+        #[serde(default)]
+        rev: Option<u64>,
+    },
+    /// Stop updates for a document.
+    Close {
+        /// Document id.
+        doc: String,
+    },
+    /// Submit an edit written against revision `rev`.
+    Op {
+        /// Document id.
+        doc: String,
+        /// Base revision.
+        rev: u64,
+        /// The client's sequence number for this document.
+        seq: u64,
+        /// The edit.
+        op: RawOp,
+    },
+    /// The client's cursors and selections at revision `rev`.
+    Cursor {
+        /// Document id.
+        doc: String,
+        /// Revision the positions refer to.
+        rev: u64,
+        /// `[anchor, head]` pairs.
+        ranges: Vec<(u64, u64)>,
+    },
+    /// Application-level ping; answered with `pong`.
+    Ping,
+}
+
+/// One op in the `ops` list of an `opened` message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RevOp<'a> {
+    /// Revision after this op.
+    pub rev: u64,
+    /// Author.
+    pub client: &'a str,
+    /// The op as applied.
+    pub op: &'a Op,
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    /// Answer to `hello`.
+    Welcome {
+        /// The client's id (new, or the resumed one).
+        client: &'a str,
+        /// Name of the node that answered.
+        node: &'a str,
+        /// Protocol version.
+        protocol: u32,
+    },
+    /// Answer to `open` with the whole text.
+    #[serde(rename = "opened")]
+    OpenedSnapshot {
+        /// Document id.
+        doc: &'a str,
+        /// Revision of `text`.
+        rev: u64,
+        /// The document.
+        text: &'a str,
+        /// Language from the document's extension.
+        lang: &'a str,
+    },
+    /// Answer to `open` with the ops after the client's revision.
+    #[serde(rename = "opened")]
+    OpenedOps {
+        /// Document id.
+        doc: &'a str,
+        /// Newest revision.
+        rev: u64,
+        /// Ops after the client's revision, oldest first.
+        ops: &'a [RevOp<'a>],
+        /// Language from the document's extension (an extension of the protocol).
+        lang: &'a str,
+    },
+    /// The sender's op became revision `rev`.
+    Ack {
+        /// Document id.
+        doc: &'a str,
+        /// The op's seq.
+        seq: u64,
+        /// Revision the op became.
+        rev: u64,
+    },
+    /// Another client's op, now revision `rev`.
+    Op {
+        /// Document id.
+        doc: &'a str,
+        /// Revision after this op.
+        rev: u64,
+        /// Author.
+        client: &'a str,
+        /// The op as applied.
+        op: &'a Op,
+    },
+    /// Another client's cursors.
+    Cursor {
+        /// Document id.
+        doc: &'a str,
+        /// Whose.
+        client: &'a str,
+        /// Their name.
+        name: &'a str,
+        /// Their color.
+        color: &'a str,
+        /// `[anchor, head]` pairs at the receiver's current revision.
+        ranges: &'a [(usize, usize)],
+    },
+    /// A collaborator closed the document or went away.
+    Left {
+        /// Document id.
+        doc: &'a str,
+        /// Who left.
+        client: &'a str,
+    },
+    /// Answer to `ping`.
+    Pong,
+    /// Something went wrong; see [`ErrorCode`].
+    Error {
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: &'a str,
+        /// Document concerned, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        doc: Option<&'a str>,
+        /// Seq of the op concerned, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+}
+
+/// Error codes of PROTOCOL.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, unknown type, missing or mistyped field.
+    BadMessage,
+    /// Op malformed or out of bounds for its base revision.
+    InvalidOp,
+    /// Base revision older than the history the server keeps.
+    StaleRev,
+    /// Op or cursor for a document not opened on this connection.
+    NotOpen,
+    /// The token does not allow this.
+    Forbidden,
+    /// Frame, op or resulting document over the configured limit.
+    TooLarge,
+    /// Over the configured op rate; nothing was applied.
+    RateLimited,
+    /// The document is moving or its store is unreachable; nothing was applied.
+    Unavailable,
+}
+
+impl ServerMsg<'_> {
+    /// Encodes this message as one text frame.
+    pub fn encode(&self) -> Frame {
+        match serde_json::to_vec(self) {
+            Ok(bytes) => Bytes::from(bytes),
+            // Serializing these types cannot fail (no maps with non-string keys, no I/O);
+            // fall back to a valid frame rather than panic.
+            Err(e) => Bytes::from(format!(
+                "{{\"type\":\"error\",\"code\":\"unavailable\",\"message\":\"encode failed: {}\"}}",
+                e.to_string().replace(['"', '\\'], "'")
+            )),
+        }
+    }
+}
+
+/// Encodes an `error` frame.
+pub fn error_frame(code: ErrorCode, message: &str, doc: Option<&str>, seq: Option<u64>) -> Frame {
+    ServerMsg::Error { code, message, doc, seq }.encode()
+}
+
+/// A frame that could not be decoded, with whatever could still be read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError {
+    /// What was wrong, for the `message` of the error.
+    pub message: String,
+    /// The `doc` field, if the frame had a string one.
+    pub doc: Option<String>,
+    /// The `seq` field, if the frame had an integer one.
+    pub seq: Option<u64>,
+}
+
+/// Decodes one text frame from a client.
+pub fn decode_client(text: &[u8]) -> Result<ClientMsg, DecodeError> {
+    match serde_json::from_slice::<ClientMsg>(text) {
+        Ok(msg) => Ok(msg),
+        Err(e) => {
+            // Error path only: look again, leniently, for the fields the error should carry.
+            let value: Option<serde_json::Value> = serde_json::from_slice(text).ok();
+            let field = |name: &str| value.as_ref().and_then(|v| v.get(name).cloned());
+            Err(DecodeError {
+                message: describe_decode_error(&e, value.as_ref()),
+                doc: field("doc").and_then(|d| d.as_str().map(str::to_owned)),
+                seq: field("seq").and_then(|s| s.as_u64()),
+            })
+        }
+    }
+}
+
+fn describe_decode_error(e: &serde_json::Error, value: Option<&serde_json::Value>) -> String {
+    match value {
+        None => format!("not a JSON message: {e}"),
+        Some(v) if !v.is_object() => "a message must be a JSON object".to_owned(),
+        Some(v) => match v.get("type") {
+            None => "message has no \"type\" field".to_owned(),
+            Some(t) if !t.is_string() => "\"type\" must be a string".to_owned(),
+            Some(_) => format!("malformed message: {e}"),
+        },
+    }
+}
+
+/// Checks a display color: `#rgb` or `#rrggbb` hex.
+pub fn is_valid_color(color: &str) -> bool {
+    let hex = match color.strip_prefix('#') {
+        Some(h) => h,
+        None => return false,
+    };
+    matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A stable, readable color for a client that sent none (or an invalid one).
+pub fn default_color(client: &str) -> &'static str {
+    const PALETTE: [&str; 8] = [
+        "#e06c75", "#98c379", "#e5c07b", "#61afef", "#c678dd", "#56b6c2", "#d19a66", "#be5046",
+    ];
+    let h = client.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    PALETTE[h % PALETTE.len()]
+}
+
+/// Cleans a display name: trimmed, control characters removed, at most [`MAX_NAME_CHARS`].
+pub fn clean_name(name: Option<&str>) -> String {
+    let name: String = name
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    if name.is_empty() {
+        "Anonymous".to_owned()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_client_message() {
+        let hello = decode_client(br##"{"type":"hello","client":null,"name":"Ada","color":"#e06c75"}"##);
+        assert_eq!(
+            hello,
+            Ok(ClientMsg::Hello { client: None, name: Some("Ada".into()), color: Some("#e06c75".into()) })
+        );
+        assert_eq!(decode_client(br#"{"type":"hello"}"#), Ok(ClientMsg::Hello { client: None, name: None, color: None }));
+        assert_eq!(
+            decode_client(br#"{"type":"open","doc":"a.rs","rev":null}"#),
+            Ok(ClientMsg::Open { doc: "a.rs".into(), rev: None })
+        );
+        assert_eq!(decode_client(br#"{"type":"open","doc":"a.rs"}"#), Ok(ClientMsg::Open { doc: "a.rs".into(), rev: None }));
+        assert_eq!(decode_client(br#"{"type":"close","doc":"a"}"#), Ok(ClientMsg::Close { doc: "a".into() }));
+        assert!(matches!(
+            decode_client(br#"{"type":"op","doc":"a","rev":0,"seq":1,"op":["x",-1,2]}"#),
+            Ok(ClientMsg::Op { rev: 0, seq: 1, .. })
+        ));
+        assert_eq!(
+            decode_client(br#"{"type":"cursor","doc":"a","rev":3,"ranges":[[1,2]]}"#),
+            Ok(ClientMsg::Cursor { doc: "a".into(), rev: 3, ranges: vec![(1, 2)] })
+        );
+        assert_eq!(decode_client(br#"{"type":"ping"}"#), Ok(ClientMsg::Ping));
+        // Unknown extra fields are ignored (compatible extensions).
+        assert_eq!(decode_client(br#"{"type":"ping","x":1}"#), Ok(ClientMsg::Ping));
+    }
+
+    #[test]
+    fn a_bad_op_still_decodes_so_it_can_be_reported_as_invalid_op() {
+        let msg = decode_client(br#"{"type":"op","doc":"a","rev":0,"seq":1,"op":[0, 1.5, true]}"#);
+        assert!(matches!(msg, Ok(ClientMsg::Op { .. })), "{msg:?}");
+    }
+
+    #[test]
+    fn bad_messages_carry_doc_and_seq_when_present() {
+        for (text, doc, seq) in [
+            (&b"not json"[..], None, None),
+            (b"[1,2]", None, None),
+            (b"{\"type\":\"fly\"}", None, None),
+            (b"{\"doc\":\"a\"}", Some("a"), None),
+            (b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":\"x\",\"op\":[1]}", Some("a"), Some(3)),
+            (b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":1.5,\"op\":[1]}", Some("a"), Some(3)),
+            (b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":1,\"op\":\"x\"}", Some("a"), Some(3)),
+            (b"{\"type\":\"open\"}", None, None),
+            (b"{\"type\":\"cursor\",\"doc\":\"a\",\"rev\":1,\"ranges\":[[1]]}", Some("a"), None),
+        ] {
+            let err = decode_client(text).expect_err(std::str::from_utf8(text).unwrap_or("?"));
+            assert_eq!(err.doc.as_deref(), doc);
+            assert_eq!(err.seq, seq);
+            assert!(!err.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn server_messages_encode_per_protocol() {
+        let f = ServerMsg::Welcome { client: "c", node: "n", protocol: 1 }.encode();
+        assert_eq!(&f[..], br#"{"type":"welcome","client":"c","node":"n","protocol":1}"#);
+        let f = ServerMsg::Ack { doc: "d", seq: 2, rev: 9 }.encode();
+        assert_eq!(&f[..], br#"{"type":"ack","doc":"d","seq":2,"rev":9}"#);
+        let f = error_frame(ErrorCode::StaleRev, "old", Some("d"), None);
+        assert_eq!(&f[..], br#"{"type":"error","code":"stale_rev","message":"old","doc":"d"}"#);
+        let f = ServerMsg::OpenedSnapshot { doc: "d", rev: 0, text: "", lang: "plaintext" }.encode();
+        assert_eq!(&f[..], br#"{"type":"opened","doc":"d","rev":0,"text":"","lang":"plaintext"}"#);
+        assert_eq!(&ServerMsg::Pong.encode()[..], br#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn names_and_colors_are_cleaned() {
+        assert!(is_valid_color("#abc") && is_valid_color("#A0b1C2"));
+        assert!(!is_valid_color("red") && !is_valid_color("#12345") && !is_valid_color("#ggg"));
+        assert_eq!(clean_name(Some("  Ada\u{7} ")), "Ada");
+        assert_eq!(clean_name(None), "Anonymous");
+        assert_eq!(clean_name(Some(&"x".repeat(100))).chars().count(), MAX_NAME_CHARS);
+    }
+}

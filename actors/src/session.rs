@@ -1,0 +1,344 @@
+//! The session actor: one per WebSocket connection. It holds the client's identity, its open
+//! documents and its rate limiter, answers what it can itself (hello, ping, errors) and hands
+//! opens and closes to the document supervisor and ops and cursors straight to document actors.
+//! Document actors write acks, broadcasts and presence directly to the connection's queue, so
+//! their order per document is the order the document applied them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::document::actor::DocumentMsg;
+use crate::document::supervisor::{Subscription, SupervisorMsg};
+use crate::document::ConnId;
+use crate::ids::{ClientId, DocId};
+use crate::outbound::{Outbound, CLOSE_POLICY};
+use crate::protocol::{
+    clean_name, default_color, error_frame, is_valid_color, ClientMsg, DecodeError, ErrorCode, ServerMsg,
+    PROTOCOL_VERSION,
+};
+
+/// How long a session waits for the supervisor to answer an open.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a connection's token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Open, edit, show cursors.
+    ReadWrite,
+    /// Open and show cursors; ops are `forbidden`.
+    ReadOnly,
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionLimits {
+    /// Token bucket refill, ops per second.
+    pub op_rate_per_s: f64,
+    /// Token bucket size.
+    pub op_burst: u32,
+    /// Documents open at once on one connection.
+    pub max_open_documents: usize,
+}
+
+/// Messages of a session actor.
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// A decoded message from the client.
+    Client(ClientMsg),
+    /// A text frame that did not decode.
+    Malformed(DecodeError),
+    /// A binary frame (the protocol uses text frames only).
+    Binary,
+    /// The document actor was restarted; ops go to the new one (it already re-opened us).
+    DocumentRestarted {
+        /// The document.
+        doc: DocId,
+        /// Its new actor.
+        actor: ActorRef<DocumentMsg>,
+    },
+    /// The document was given up on (restart intensity exceeded or it cannot load).
+    DocumentLost {
+        /// The document.
+        doc: DocId,
+        /// Why.
+        reason: String,
+    },
+    /// The socket is gone (or the node is shutting down): close every document and stop.
+    Disconnected,
+}
+
+impl ractor::Message for SessionMsg {}
+
+/// Everything a session needs to start.
+pub struct SessionArgs {
+    /// This connection's id on the node.
+    pub conn: ConnId,
+    /// Its send queue.
+    pub outbound: Outbound,
+    /// Name of this node, for `welcome`.
+    pub node_name: Arc<str>,
+    /// The document supervisor.
+    pub supervisor: ActorRef<SupervisorMsg>,
+    /// Limits.
+    pub limits: SessionLimits,
+    /// What the connection's token allows.
+    pub access: Access,
+}
+
+struct Identity {
+    client: ClientId,
+    name: Arc<str>,
+    color: Arc<str>,
+}
+
+/// A token bucket: `rate` tokens a second up to `burst`; one op costs one token.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate_per_s: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate_per_s: f64, burst: u32, now: Instant) -> TokenBucket {
+        TokenBucket { rate_per_s, burst: f64::from(burst), tokens: f64::from(burst), last: now }
+    }
+
+    /// Takes a token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate_per_s).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The session actor.
+pub struct SessionActor;
+
+/// A session's state.
+pub struct SessionState {
+    args: SessionArgs,
+    identity: Option<Identity>,
+    docs: HashMap<DocId, ActorRef<DocumentMsg>>,
+    bucket: TokenBucket,
+}
+
+impl SessionState {
+    fn send(&self, msg: ServerMsg<'_>) {
+        self.args.outbound.push(msg.encode());
+    }
+
+    fn error(&self, code: ErrorCode, message: &str, doc: Option<&str>, seq: Option<u64>) {
+        self.args.outbound.push(error_frame(code, message, doc, seq));
+    }
+
+    fn close_all(&mut self) {
+        for (doc, _) in self.docs.drain() {
+            let _ = self.args.supervisor.cast(SupervisorMsg::Close { doc, conn: self.args.conn });
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: SessionArgs) -> Result<Self::State, ActorProcessingErr> {
+        let bucket = TokenBucket::new(args.limits.op_rate_per_s, args.limits.op_burst, Instant::now());
+        Ok(SessionState { args, identity: None, docs: HashMap::new(), bucket })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.close_all();
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if state.identity.is_none() {
+            return handle_before_hello(msg, state, &myself);
+        }
+        match msg {
+            SessionMsg::Client(msg) => handle_client(msg, state, &myself).await,
+            SessionMsg::Malformed(e) => {
+                state.error(ErrorCode::BadMessage, &e.message, e.doc.as_deref(), e.seq);
+            }
+            SessionMsg::Binary => {
+                state.error(ErrorCode::BadMessage, "binary frames are not part of the protocol; send JSON text frames", None, None)
+            }
+            SessionMsg::DocumentRestarted { doc, actor } => {
+                if let Some(slot) = state.docs.get_mut(&doc) {
+                    *slot = actor;
+                }
+            }
+            SessionMsg::DocumentLost { doc, reason } => {
+                if state.docs.remove(&doc).is_some() {
+                    state.error(ErrorCode::Unavailable, &reason, Some(doc.as_str()), None);
+                }
+            }
+            SessionMsg::Disconnected => {
+                state.close_all();
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn handle_before_hello(msg: SessionMsg, state: &mut SessionState, myself: &ActorRef<SessionMsg>) -> Result<(), ActorProcessingErr> {
+    let refuse = |state: &SessionState, code: ErrorCode, message: &str| {
+        state.error(code, message, None, None);
+        state.args.outbound.close(CLOSE_POLICY, "hello must be the first message");
+    };
+    match msg {
+        SessionMsg::Client(ClientMsg::Hello { client, name, color }) => {
+            let client = match client {
+                None => ClientId::generate(),
+                Some(id) => match ClientId::parse(&id) {
+                    Some(id) => id,
+                    None => {
+                        refuse(state, ErrorCode::Forbidden, "this client id was not issued by this server");
+                        return Ok(());
+                    }
+                },
+            };
+            let name: Arc<str> = Arc::from(clean_name(name.as_deref()));
+            let color: Arc<str> = match color {
+                Some(c) if is_valid_color(&c) => Arc::from(c),
+                _ => Arc::from(default_color(client.as_str())),
+            };
+            state.send(ServerMsg::Welcome {
+                client: client.as_str(),
+                node: &state.args.node_name,
+                protocol: PROTOCOL_VERSION,
+            });
+            state.identity = Some(Identity { client, name, color });
+        }
+        SessionMsg::Disconnected => myself.stop(None),
+        SessionMsg::DocumentRestarted { .. } | SessionMsg::DocumentLost { .. } => {}
+        SessionMsg::Client(_) | SessionMsg::Malformed(_) | SessionMsg::Binary => {
+            refuse(state, ErrorCode::BadMessage, "the first message must be {\"type\":\"hello\"}");
+        }
+    }
+    Ok(())
+}
+
+async fn handle_client(msg: ClientMsg, state: &mut SessionState, myself: &ActorRef<SessionMsg>) {
+    match msg {
+        ClientMsg::Hello { .. } => state.error(ErrorCode::BadMessage, "hello was already received", None, None),
+        ClientMsg::Ping => state.send(ServerMsg::Pong),
+        ClientMsg::Open { doc, rev } => {
+            let Some(doc) = parse_doc(state, &doc, None) else { return };
+            if !state.docs.contains_key(&doc) && state.docs.len() >= state.args.limits.max_open_documents {
+                let message = format!(
+                    "at most {} documents may be open on one connection; close one first",
+                    state.args.limits.max_open_documents
+                );
+                return state.error(ErrorCode::TooLarge, &message, Some(doc.as_str()), None);
+            }
+            let Some(identity) = state.identity.as_ref() else { return };
+            let subscription = Subscription {
+                session: myself.clone(),
+                conn: state.args.conn,
+                outbound: state.args.outbound.clone(),
+                client: identity.client.clone(),
+                name: identity.name.clone(),
+                color: identity.color.clone(),
+            };
+            let doc_for_call = doc.clone();
+            let answer = state
+                .args
+                .supervisor
+                .call(
+                    move |reply| SupervisorMsg::Open { doc: doc_for_call, subscription, since: rev, reply },
+                    Some(OPEN_TIMEOUT),
+                )
+                .await;
+            match answer {
+                Ok(ractor::rpc::CallResult::Success(Ok(actor))) => {
+                    state.docs.insert(doc, actor);
+                }
+                Ok(ractor::rpc::CallResult::Success(Err(refused))) => {
+                    state.error(ErrorCode::Unavailable, &refused.to_string(), Some(doc.as_str()), None);
+                }
+                Ok(_) | Err(_) => {
+                    state.error(ErrorCode::Unavailable, "the node could not open the document in time", Some(doc.as_str()), None);
+                }
+            }
+        }
+        ClientMsg::Close { doc } => {
+            let Some(doc) = parse_doc(state, &doc, None) else { return };
+            if state.docs.remove(&doc).is_some() {
+                let _ = state.args.supervisor.cast(SupervisorMsg::Close { doc, conn: state.args.conn });
+            } else {
+                state.error(ErrorCode::NotOpen, "the document is not open on this connection", Some(doc.as_str()), None);
+            }
+        }
+        ClientMsg::Op { doc, rev, seq, op } => {
+            let Some(doc) = parse_doc(state, &doc, Some(seq)) else { return };
+            let Some(actor) = state.docs.get(&doc) else {
+                return state.error(ErrorCode::NotOpen, "open the document before sending ops", Some(doc.as_str()), Some(seq));
+            };
+            if state.args.access == Access::ReadOnly {
+                return state.error(ErrorCode::Forbidden, "this token is read-only", Some(doc.as_str()), Some(seq));
+            }
+            if !state.bucket.try_take(Instant::now()) {
+                let message = format!(
+                    "over {} ops per second on this connection; resubmit the same op later",
+                    state.args.limits.op_rate_per_s
+                );
+                return state.error(ErrorCode::RateLimited, &message, Some(doc.as_str()), Some(seq));
+            }
+            if actor.cast(DocumentMsg::Submit { conn: state.args.conn, seq, rev, op }).is_err() {
+                state.error(ErrorCode::Unavailable, "the document is restarting; resubmit the same op", Some(doc.as_str()), Some(seq));
+            }
+        }
+        ClientMsg::Cursor { doc, rev, ranges } => {
+            let Some(doc) = parse_doc(state, &doc, None) else { return };
+            let Some(actor) = state.docs.get(&doc) else {
+                return state.error(ErrorCode::NotOpen, "open the document before sending cursors", Some(doc.as_str()), None);
+            };
+            let _ = actor.cast(DocumentMsg::Cursor { conn: state.args.conn, rev, ranges });
+        }
+    }
+}
+
+fn parse_doc(state: &SessionState, doc: &str, seq: Option<u64>) -> Option<DocId> {
+    match DocId::parse(doc) {
+        Ok(doc) => Some(doc),
+        Err(e) => {
+            state.error(ErrorCode::BadMessage, &e.to_string(), Some(doc), seq);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 3, t0);
+        assert!(b.try_take(t0) && b.try_take(t0) && b.try_take(t0));
+        assert!(!b.try_take(t0));
+        assert!(b.try_take(t0 + Duration::from_millis(100)));
+        assert!(!b.try_take(t0 + Duration::from_millis(100)));
+        // Never more than the burst, however long the pause.
+        let later = t0 + Duration::from_secs(3600);
+        assert!((0..3).all(|_| b.try_take(later)));
+        assert!(!b.try_take(later));
+    }
+}

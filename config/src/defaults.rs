@@ -1,0 +1,48 @@
+//! Single-node default of every setting; `Config::default()` and the `--help` text both use these.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+/// Default `listen`: 127.0.0.1:8080.
+pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+/// Default `data_dir`: `./data`, relative to the working directory.
+pub const DATA_DIR: &str = "./data";
+/// Default `node_name`.
+pub const NODE_NAME: &str = "chorus-1";
+/// Default `log` filter.
+pub const LOG: &str = "info";
+/// Default `shutdown_grace_ms`: 10 s.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// Default `auth.allow_anonymous`.
+pub const ALLOW_ANONYMOUS: bool = true;
+/// Default `limits.max_frame_bytes`: 1 MiB.
+pub const MAX_FRAME_BYTES: usize = 1_048_576;
+/// Default `limits.max_document_chars`: 10 million code points.
+pub const MAX_DOCUMENT_CHARS: usize = 10_000_000;
+/// Default `limits.op_rate_per_s`.
+pub const OP_RATE_PER_S: f64 = 200.0;
+/// Default `limits.op_burst`.
+pub const OP_BURST: u32 = 400;
+/// Default `limits.max_open_documents`.
+pub const MAX_OPEN_DOCUMENTS: usize = 64;
+/// Default `limits.max_connections`.
+pub const MAX_CONNECTIONS: usize = 20_000;
+/// Default `document.history_ops`.
+pub const HISTORY_OPS: usize = 10_000;
+/// Default `document.idle_timeout_ms`: 60 s.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default `document.compact_every_ops`.
+pub const COMPACT_EVERY_OPS: usize = 10_000;
+/// Default `document.max_batch_ops`.
+pub const MAX_BATCH_OPS: usize = 1_024;
+/// Default `document.max_dedup_clients`.
+pub const MAX_DEDUP_CLIENTS: usize = 100_000;
+/// Default `document.max_restarts`.
+pub const MAX_RESTARTS: u32 = 5;
+/// Default `document.restart_window_ms`: 60 s.
+pub const RESTART_WINDOW_MS: u64 = 60_000;
+/// Default `websocket.ping_interval_ms`: 15 s.
+pub const PING_INTERVAL_MS: u64 = 15_000;
+/// Default `websocket.ping_timeout_ms`: 45 s.
+pub const PING_TIMEOUT_MS: u64 = 45_000;
+/// Default `websocket.outbound_queue_frames`.
+pub const OUTBOUND_QUEUE_FRAMES: usize = 4_096;
