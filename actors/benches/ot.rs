@@ -9,7 +9,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use ropey::Rope;
 
 /// Document sizes for apply: a small file, a large source file, a huge log.
-const DOCUMENT_SIZES: [(&str, usize); 3] = [("1KB", 1_000), ("100KB", 100_000), ("10MB", 10_000_000)];
+const DOCUMENT_SIZES: [(&str, usize); 3] =
+    [("1KB", 1_000), ("100KB", 100_000), ("10MB", 10_000_000)];
 
 /// A document of `len` code points: lines of ASCII with an occasional astral char.
 fn document(len: usize) -> String {
@@ -48,7 +49,9 @@ fn apply(c: &mut Criterion) {
         let mut rope_for_insert = rope.clone();
         group.bench_function(format!("insert_char_and_undo_{name}"), |b| {
             b.iter(|| {
-                insert.apply(black_box(&mut rope_for_insert)).expect("length matches");
+                insert
+                    .apply(black_box(&mut rope_for_insert))
+                    .expect("length matches");
                 remove.apply(&mut rope_for_insert).expect("length matches");
             })
         });

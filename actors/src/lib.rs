@@ -9,6 +9,7 @@
 //!   also the registry of open documents.
 //! - [`session`]: the per-connection session actor; [`session_supervisor`] its parent.
 //! - [`outbound`]: the bounded per-connection send queue.
+//! - [`routing`]: how sessions reach documents (local supervisor or cluster router).
 //! - [`store`]: the `Store` trait and the embedded on-disk store.
 
 pub mod document;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod ot;
 pub mod outbound;
 pub mod protocol;
+pub mod routing;
 pub mod session;
 pub mod session_supervisor;
 pub mod store;

@@ -6,22 +6,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::document::actor::DocumentMsg;
-use crate::document::supervisor::{Subscription, SupervisorMsg};
+use crate::document::supervisor::Subscription;
 use crate::document::ConnId;
 use crate::ids::{ClientId, DocId};
 use crate::outbound::{Outbound, CLOSE_POLICY};
+use crate::routing::{DocRoute, Directory};
 use crate::protocol::{
     clean_name, default_color, error_frame, is_valid_color, ClientMsg, DecodeError, ErrorCode, ServerMsg,
     PROTOCOL_VERSION,
 };
-
-/// How long a session waits for the supervisor to answer an open.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a connection's token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,10 +53,11 @@ pub enum SessionMsg {
     DocumentRestarted {
         /// The document.
         doc: DocId,
-        /// Its new actor.
-        actor: ActorRef<DocumentMsg>,
+        /// Where its ops go now.
+        route: DocRoute,
     },
-    /// The document was given up on (restart intensity exceeded or it cannot load).
+    /// The document is no longer served where it was (failed for good, moved, or its node
+    /// stopped serving it): open it again through the directory, once.
     DocumentLost {
         /// The document.
         doc: DocId,
@@ -80,8 +78,8 @@ pub struct SessionArgs {
     pub outbound: Outbound,
     /// Name of this node, for `welcome`.
     pub node_name: Arc<str>,
-    /// The document supervisor.
-    pub supervisor: ActorRef<SupervisorMsg>,
+    /// Where documents are opened (the local supervisor, or the cluster router).
+    pub directory: Arc<dyn Directory>,
     /// Limits.
     pub limits: SessionLimits,
     /// What the connection's token allows.
@@ -130,7 +128,7 @@ pub struct SessionActor;
 pub struct SessionState {
     args: SessionArgs,
     identity: Option<Identity>,
-    docs: HashMap<DocId, ActorRef<DocumentMsg>>,
+    docs: HashMap<DocId, DocRoute>,
     bucket: TokenBucket,
 }
 
@@ -145,7 +143,7 @@ impl SessionState {
 
     fn close_all(&mut self) {
         for (doc, _) in self.docs.drain() {
-            let _ = self.args.supervisor.cast(SupervisorMsg::Close { doc, conn: self.args.conn });
+            self.args.directory.close(doc, self.args.conn);
         }
     }
 }
@@ -177,14 +175,17 @@ impl Actor for SessionActor {
             SessionMsg::Binary => {
                 state.error(ErrorCode::BadMessage, "binary frames are not part of the protocol; send JSON text frames", None, None)
             }
-            SessionMsg::DocumentRestarted { doc, actor } => {
+            SessionMsg::DocumentRestarted { doc, route } => {
                 if let Some(slot) = state.docs.get_mut(&doc) {
-                    *slot = actor;
+                    *slot = route;
                 }
             }
             SessionMsg::DocumentLost { doc, reason } => {
                 if state.docs.remove(&doc).is_some() {
-                    state.error(ErrorCode::Unavailable, &reason, Some(doc.as_str()), None);
+                    tracing::debug!(%doc, %reason, "document lost; opening it again");
+                    if let Err(refused) = open_document(state, &myself, doc.clone(), None).await {
+                        state.error(ErrorCode::Unavailable, &refused, Some(doc.as_str()), None);
+                    }
                 }
             }
             SessionMsg::Disconnected => {
@@ -247,47 +248,21 @@ async fn handle_client(msg: ClientMsg, state: &mut SessionState, myself: &ActorR
                 );
                 return state.error(ErrorCode::TooLarge, &message, Some(doc.as_str()), None);
             }
-            let Some(identity) = state.identity.as_ref() else { return };
-            let subscription = Subscription {
-                session: myself.clone(),
-                conn: state.args.conn,
-                outbound: state.args.outbound.clone(),
-                client: identity.client.clone(),
-                name: identity.name.clone(),
-                color: identity.color.clone(),
-            };
-            let doc_for_call = doc.clone();
-            let answer = state
-                .args
-                .supervisor
-                .call(
-                    move |reply| SupervisorMsg::Open { doc: doc_for_call, subscription, since: rev, reply },
-                    Some(OPEN_TIMEOUT),
-                )
-                .await;
-            match answer {
-                Ok(ractor::rpc::CallResult::Success(Ok(actor))) => {
-                    state.docs.insert(doc, actor);
-                }
-                Ok(ractor::rpc::CallResult::Success(Err(refused))) => {
-                    state.error(ErrorCode::Unavailable, &refused.to_string(), Some(doc.as_str()), None);
-                }
-                Ok(_) | Err(_) => {
-                    state.error(ErrorCode::Unavailable, "the node could not open the document in time", Some(doc.as_str()), None);
-                }
+            if let Err(refused) = open_document(state, myself, doc.clone(), rev).await {
+                state.error(ErrorCode::Unavailable, &refused, Some(doc.as_str()), None);
             }
         }
         ClientMsg::Close { doc } => {
             let Some(doc) = parse_doc(state, &doc, None) else { return };
             if state.docs.remove(&doc).is_some() {
-                let _ = state.args.supervisor.cast(SupervisorMsg::Close { doc, conn: state.args.conn });
+                state.args.directory.close(doc, state.args.conn);
             } else {
                 state.error(ErrorCode::NotOpen, "the document is not open on this connection", Some(doc.as_str()), None);
             }
         }
         ClientMsg::Op { doc, rev, seq, op } => {
             let Some(doc) = parse_doc(state, &doc, Some(seq)) else { return };
-            let Some(actor) = state.docs.get(&doc) else {
+            let Some(route) = state.docs.get(&doc) else {
                 return state.error(ErrorCode::NotOpen, "open the document before sending ops", Some(doc.as_str()), Some(seq));
             };
             if state.args.access == Access::ReadOnly {
@@ -300,17 +275,42 @@ async fn handle_client(msg: ClientMsg, state: &mut SessionState, myself: &ActorR
                 );
                 return state.error(ErrorCode::RateLimited, &message, Some(doc.as_str()), Some(seq));
             }
-            if actor.cast(DocumentMsg::Submit { conn: state.args.conn, seq, rev, op }).is_err() {
+            if !route.submit(state.args.conn, seq, rev, op) {
                 state.error(ErrorCode::Unavailable, "the document is restarting; resubmit the same op", Some(doc.as_str()), Some(seq));
             }
         }
         ClientMsg::Cursor { doc, rev, ranges } => {
             let Some(doc) = parse_doc(state, &doc, None) else { return };
-            let Some(actor) = state.docs.get(&doc) else {
+            let Some(route) = state.docs.get(&doc) else {
                 return state.error(ErrorCode::NotOpen, "open the document before sending cursors", Some(doc.as_str()), None);
             };
-            let _ = actor.cast(DocumentMsg::Cursor { conn: state.args.conn, rev, ranges });
+            route.cursor(state.args.conn, rev, ranges);
         }
+    }
+}
+
+/// Opens `doc` through the directory and remembers its route; the error text on refusal.
+async fn open_document(
+    state: &mut SessionState,
+    myself: &ActorRef<SessionMsg>,
+    doc: DocId,
+    since: Option<u64>,
+) -> Result<(), String> {
+    let Some(identity) = state.identity.as_ref() else { return Ok(()) };
+    let subscription = Subscription {
+        events: Arc::new(myself.clone()),
+        conn: state.args.conn,
+        outbound: state.args.outbound.clone(),
+        client: identity.client.clone(),
+        name: identity.name.clone(),
+        color: identity.color.clone(),
+    };
+    match state.args.directory.open(doc.clone(), subscription, since).await {
+        Ok(route) => {
+            state.docs.insert(doc, route);
+            Ok(())
+        }
+        Err(refused) => Err(refused.to_string()),
     }
 }
 
@@ -327,6 +327,7 @@ fn parse_doc(state: &SessionState, doc: &str, seq: Option<u64>) -> Option<DocId>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn token_bucket_allows_burst_then_rate() {

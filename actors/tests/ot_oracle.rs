@@ -142,10 +142,22 @@ fn apply_matches_the_oracle() {
         let op = rng.op(doc.chars().count());
         let oracle = to_oracle(&op);
         assert_eq!(oracle.base_len(), op.base_len(), "case seed {case_seed}");
-        assert_eq!(oracle.target_len(), op.target_len(), "case seed {case_seed}");
-        assert_eq!(from_oracle(&oracle), op, "normal form, case seed {case_seed}");
+        assert_eq!(
+            oracle.target_len(),
+            op.target_len(),
+            "case seed {case_seed}"
+        );
+        assert_eq!(
+            from_oracle(&oracle),
+            op,
+            "normal form, case seed {case_seed}"
+        );
         let expected = oracle.apply(&doc).expect("the oracle applies a valid op");
-        assert_eq!(op.apply_to_str(&doc).unwrap(), expected, "case seed {case_seed}");
+        assert_eq!(
+            op.apply_to_str(&doc).unwrap(),
+            expected,
+            "case seed {case_seed}"
+        );
         let mut rope = ropey::Rope::from_str(&doc);
         op.apply(&mut rope).unwrap();
         assert_eq!(rope.to_string(), expected, "rope, case seed {case_seed}");
@@ -183,17 +195,33 @@ fn transform_matches_the_oracle_including_ties() {
         let (oracle_first_prime, oracle_second_prime) = to_oracle(&first)
             .transform(&to_oracle(&second))
             .expect("the oracle transforms valid ops");
-        assert_eq!(to_oracle(&first_prime), oracle_first_prime, "first', case seed {case_seed}");
-        assert_eq!(to_oracle(&second_prime), oracle_second_prime, "second', case seed {case_seed}");
-        assert_eq!(second.transform_over(&first).unwrap(), second_prime, "case seed {case_seed}");
+        assert_eq!(
+            to_oracle(&first_prime),
+            oracle_first_prime,
+            "first', case seed {case_seed}"
+        );
+        assert_eq!(
+            to_oracle(&second_prime),
+            oracle_second_prime,
+            "second', case seed {case_seed}"
+        );
+        assert_eq!(
+            second.transform_over(&first).unwrap(),
+            second_prime,
+            "case seed {case_seed}"
+        );
         // Both orders converge, and to the oracle's text.
-        let ours = second_prime.apply_to_str(&first.apply_to_str(&doc).unwrap()).unwrap();
+        let ours = second_prime
+            .apply_to_str(&first.apply_to_str(&doc).unwrap())
+            .unwrap();
         let oracle = oracle_second_prime
             .apply(&to_oracle(&first).apply(&doc).unwrap())
             .unwrap();
         assert_eq!(ours, oracle, "case seed {case_seed}");
         assert_eq!(
-            first_prime.apply_to_str(&second.apply_to_str(&doc).unwrap()).unwrap(),
+            first_prime
+                .apply_to_str(&second.apply_to_str(&doc).unwrap())
+                .unwrap(),
             oracle,
             "case seed {case_seed}"
         );
@@ -219,8 +247,17 @@ fn tie_rule_matches_the_oracle() {
         let second = Op::from_components(prefix("Y".to_owned()), doc.chars().count()).unwrap();
         let (_, second_prime) = Op::transform(&first, &second).unwrap();
         let (_, oracle_second_prime) = to_oracle(&first).transform(&to_oracle(&second)).unwrap();
-        assert_eq!(to_oracle(&second_prime), oracle_second_prime, "case seed {case_seed}");
-        let text = second_prime.apply_to_str(&first.apply_to_str(&doc).unwrap()).unwrap();
-        assert!(text.contains("XY"), "first-applied insert goes left, case seed {case_seed}");
+        assert_eq!(
+            to_oracle(&second_prime),
+            oracle_second_prime,
+            "case seed {case_seed}"
+        );
+        let text = second_prime
+            .apply_to_str(&first.apply_to_str(&doc).unwrap())
+            .unwrap();
+        assert!(
+            text.contains("XY"),
+            "first-applied insert goes left, case seed {case_seed}"
+        );
     });
 }

@@ -1,18 +1,19 @@
 //! Property tests of the OT core on random documents (astral and combining chars) and random ops.
 //!
-//! Each test prints its seed (shown when it fails); rerun one with `OT_SEED=<seed>`. proptest
-//! shrinks a failure to a minimal document and op before reporting it.
+//! Each test prints its seed (shown when it fails); rerun one with `OT_SEED=<seed>`; `OT_CASES`
+//! sets the number of cases. proptest shrinks a failure to a minimal document and op before
+//! reporting it.
 
 use chorus_actors::ot::{
-    transform_position, transform_range, Component, Op, OpError, RawComponent, RawOp,
-    MAX_COMPONENT,
+    transform_position, transform_range, Component, Op, OpError, RawComponent, RawOp, MAX_COMPONENT,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use ropey::Rope;
 
-/// Cases per property: enough to hit ties, overlapping deletes and empty documents often.
-const CASES: u32 = 2_000;
+/// Cases per property by default (`OT_CASES=<n>` overrides): enough to hit ties, overlapping
+/// deletes and empty documents often, while the whole file stays within seconds.
+const CASES: u32 = 1_000;
 
 /// A private-use char that the generators never produce, used as a cursor marker.
 const MARKER: char = '\u{E000}';
@@ -28,8 +29,12 @@ fn config() -> Config {
                 .map_or(0, |elapsed| elapsed.as_nanos() as u64)
         });
     eprintln!("proptest seed: OT_SEED={seed}");
+    let cases = std::env::var("OT_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(CASES);
     Config {
-        cases: CASES,
+        cases,
         rng_seed: RngSeed::Fixed(seed),
         failure_persistence: None,
         ..Config::default()
@@ -114,7 +119,10 @@ fn len(text: &str) -> usize {
 
 /// The first `n` code points of `text`, and the rest.
 fn split(text: &str, n: usize) -> (String, String) {
-    (text.chars().take(n).collect(), text.chars().skip(n).collect())
+    (
+        text.chars().take(n).collect(),
+        text.chars().skip(n).collect(),
+    )
 }
 
 /// A component that from_raw must refuse, with the error it must give.
@@ -123,7 +131,10 @@ fn invalid_component() -> impl Strategy<Value = (RawComponent, OpError)> {
         Just((RawComponent::Retain(0), OpError::ZeroLength)),
         Just((RawComponent::Delete(0), OpError::ZeroLength)),
         Just((RawComponent::Insert(String::new()), OpError::ZeroLength)),
-        Just((RawComponent::Invalid(OpError::NotAnInteger), OpError::NotAnInteger)),
+        Just((
+            RawComponent::Invalid(OpError::NotAnInteger),
+            OpError::NotAnInteger
+        )),
         (MAX_COMPONENT + 1..=u64::MAX).prop_map(|n| (RawComponent::Retain(n), OpError::TooLong)),
         (MAX_COMPONENT + 1..=u64::MAX).prop_map(|n| (RawComponent::Delete(n), OpError::TooLong)),
     ]

@@ -23,9 +23,10 @@ const ABOUT: &str = "Chorus: a clustered, fault-tolerant collaborative code edit
 const AFTER_HELP: &str = "\
 Every setting can be given as a flag, as the CHORUS_* environment variable shown with it, or as a \
 key in the TOML file named by --config (top-level keys and [auth], [limits], [document], [store], \
-[websocket] tables named after the flag with '_' for '-'; --token / --read-only-token are the keys \
-`tokens` / `read_only_tokens`). Precedence: flag > environment > file > default. List variables are \
-comma-separated; an empty variable counts as unset.";
+[websocket], [cluster] tables named after the flag with '_' for '-'; --token / --read-only-token / \
+--redis-sentinel are the keys `tokens` / `read_only_tokens` / `redis_sentinels`). Precedence: flag > \
+environment > file > default. List variables are comma-separated; an empty variable counts as \
+unset. Without --redis the node runs alone and the other Cluster settings are unused.";
 
 /// Command-line flags and environment variables of a `chorus` node.
 #[derive(Debug, Parser)]
@@ -187,12 +188,124 @@ struct Cli {
     #[arg(long, env = "CHORUS_OUTBOUND_QUEUE_FRAMES", value_name = "FRAMES",
           help_heading = "WebSocket", default_value_t = defaults::OUTBOUND_QUEUE_FRAMES.to_string())]
     outbound_queue_frames: String,
-    // ==== CLUSTER SETTINGS GO HERE (later: --redis, --cluster-listen, --seed, ...) ====
-    // For each: a `String` field (`Option<String>` if it has no default) with `long`,
-    // `env = "CHORUS_..."`, a value name, `help_heading = "Cluster"`, `default_value_t` (shown in
-    // --help only) and a doc comment stating meaning and unit; a field in a new `ClusterConfig`
-    // section of `Config` (lib.rs, marked there too); a `set!` line in `Parsed::apply`; a range
-    // check in validate.rs; and the flag in the FLAGS list of the tests below.
+
+    // ---- Cluster ----
+    /// Redis URL (redis:// or rediss:// for TLS), e.g. redis://127.0.0.1:6379/0. Setting it makes
+    /// this node a cluster member; node names must then be unique within the cluster. With
+    /// --redis-sentinel, the URL still supplies scheme, credentials and database while the
+    /// primary's address comes from the sentinels. Default: none (a single node on the embedded
+    /// store).
+    #[arg(
+        long,
+        env = "CHORUS_REDIS",
+        value_name = "URL",
+        help_heading = "Cluster",
+        hide_env_values = true
+    )]
+    redis: Option<String>,
+
+    /// A Redis Sentinel (HOST:PORT) through which the Redis primary is found. Repeat the flag for
+    /// several sentinels; the environment variable takes a comma-separated list. Requires --redis.
+    /// Default: none (connect to the --redis address directly).
+    #[arg(long = "redis-sentinel", env = "CHORUS_REDIS_SENTINELS", value_name = "HOST:PORT",
+          help_heading = "Cluster", action = ArgAction::Append)]
+    redis_sentinels: Option<Vec<String>>,
+
+    /// Name of the primary the sentinels are asked for (as in the sentinels' "sentinel monitor"
+    /// configuration).
+    #[arg(long, env = "CHORUS_REDIS_MASTER_NAME", value_name = "NAME", help_heading = "Cluster",
+          default_value_t = defaults::REDIS_MASTER_NAME.to_string())]
+    redis_master_name: String,
+
+    /// Prefix of every Redis key this cluster uses: 1-64 characters without whitespace or braces.
+    #[arg(long, env = "CHORUS_REDIS_KEY_PREFIX", value_name = "PREFIX", help_heading = "Cluster",
+          default_value_t = defaults::REDIS_KEY_PREFIX.to_string())]
+    redis_key_prefix: String,
+
+    /// Replicas that must confirm a write (Redis WAIT) before it is acknowledged, in replicas
+    /// (0 = the primary's confirmation suffices).
+    #[arg(long, env = "CHORUS_REDIS_WAIT_REPLICAS", value_name = "N", help_heading = "Cluster",
+          default_value_t = defaults::REDIS_WAIT_REPLICAS.to_string())]
+    redis_wait_replicas: String,
+
+    /// How long WAIT waits for --redis-wait-replicas, in milliseconds (>= 1; less than
+    /// --redis-timeout-ms when --redis-wait-replicas > 0).
+    #[arg(long, env = "CHORUS_REDIS_WAIT_TIMEOUT_MS", value_name = "MS",
+          help_heading = "Cluster", default_value_t = defaults::REDIS_WAIT_TIMEOUT_MS.to_string())]
+    redis_wait_timeout_ms: String,
+
+    /// Response timeout of every Redis command, in milliseconds (>= 1); replaces the redis
+    /// client's own default.
+    #[arg(long, env = "CHORUS_REDIS_TIMEOUT_MS", value_name = "MS", help_heading = "Cluster",
+          default_value_t = defaults::REDIS_TIMEOUT_MS.to_string())]
+    redis_timeout_ms: String,
+
+    /// Address (IP:port) the node-to-node cluster listener binds; port 0 = any free port. Must not
+    /// share a port with --listen.
+    #[arg(long, env = "CHORUS_CLUSTER_LISTEN", value_name = "ADDR", help_heading = "Cluster",
+          default_value_t = defaults::CLUSTER_LISTEN.to_string())]
+    cluster_listen: String,
+
+    /// HOST:PORT other nodes use to reach this node's cluster listener. Default: the address
+    /// --cluster-listen is bound to (then required if that is 0.0.0.0 or [::]).
+    #[arg(
+        long,
+        env = "CHORUS_CLUSTER_ADVERTISE",
+        value_name = "HOST:PORT",
+        help_heading = "Cluster"
+    )]
+    cluster_advertise: Option<String>,
+
+    /// Shared secret of the cluster, at least 8 characters; every node needs the same one.
+    /// Required with --redis. Prefer the environment variable: flags are visible to other users
+    /// of the host. Default: none.
+    #[arg(
+        long,
+        env = "CHORUS_CLUSTER_COOKIE",
+        value_name = "SECRET",
+        help_heading = "Cluster",
+        hide_env_values = true
+    )]
+    cluster_cookie: Option<String>,
+
+    /// This node's client-facing WebSocket URL (ws:// or wss://) as advertised to clients, e.g.
+    /// for redirects: ws://host:port/ws. Default: ws://<bound --listen address>/ws (then required
+    /// if --listen is 0.0.0.0 or [::]).
+    #[arg(
+        long,
+        env = "CHORUS_PUBLIC_URL",
+        value_name = "URL",
+        help_heading = "Cluster",
+        hide_env_values = true
+    )]
+    public_url: Option<String>,
+
+    /// TTL of this node's liveness key in Redis, in milliseconds (500 ..= 60000).
+    #[arg(long, env = "CHORUS_LEASE_MS", value_name = "MS", help_heading = "Cluster",
+          default_value_t = defaults::LEASE_MS.to_string())]
+    lease_ms: String,
+
+    /// Interval between renewals of the liveness key, in milliseconds (1 ..= --lease-ms / 2).
+    #[arg(long, env = "CHORUS_RENEW_INTERVAL_MS", value_name = "MS", help_heading = "Cluster",
+          default_value_t = defaults::RENEW_INTERVAL_MS.to_string())]
+    renew_interval_ms: String,
+
+    /// Interval between node-to-node heartbeats, in milliseconds (>= 1).
+    #[arg(long, env = "CHORUS_HEARTBEAT_INTERVAL_MS", value_name = "MS",
+          help_heading = "Cluster", default_value_t = defaults::HEARTBEAT_INTERVAL_MS.to_string())]
+    heartbeat_interval_ms: String,
+
+    /// A peer silent for this long is considered failed, in milliseconds (must be greater than
+    /// --heartbeat-interval-ms).
+    #[arg(long, env = "CHORUS_HEARTBEAT_TIMEOUT_MS", value_name = "MS", help_heading = "Cluster",
+          default_value_t = defaults::HEARTBEAT_TIMEOUT_MS.to_string())]
+    heartbeat_timeout_ms: String,
+
+    /// On SIGTERM, how long handing this node's documents over to other nodes may take, in
+    /// milliseconds.
+    #[arg(long, env = "CHORUS_DRAIN_TIMEOUT_MS", value_name = "MS", help_heading = "Cluster",
+          default_value_t = defaults::DRAIN_TIMEOUT_MS.to_string())]
+    drain_timeout_ms: String,
 }
 
 /// The `chorus` command: every flag with its env var, default and help.
@@ -245,6 +358,13 @@ setting_from_str! {
 impl SettingValue for String {
     fn parse_setting(s: &str) -> Result<Self, String> {
         Ok(s.to_owned())
+    }
+}
+
+/// A setting without a default (`Option` in `Config`): a given value is always `Some`.
+impl<T: SettingValue> SettingValue for Option<T> {
+    fn parse_setting(s: &str) -> Result<Self, String> {
+        T::parse_setting(s).map(Some)
     }
 }
 
@@ -333,12 +453,40 @@ impl Parsed {
             ping_interval_ms => config.websocket.ping_interval_ms;
             ping_timeout_ms => config.websocket.ping_timeout_ms;
             outbound_queue_frames => config.websocket.outbound_queue_frames;
+            redis_master_name => config.cluster.redis_master_name;
+            redis_key_prefix => config.cluster.redis_key_prefix;
+            redis_wait_replicas => config.cluster.redis_wait_replicas;
+            redis_wait_timeout_ms => config.cluster.redis_wait_timeout_ms;
+            redis_timeout_ms => config.cluster.redis_timeout_ms;
+            cluster_listen => config.cluster.cluster_listen;
+            lease_ms => config.cluster.lease_ms;
+            renew_interval_ms => config.cluster.renew_interval_ms;
+            heartbeat_interval_ms => config.cluster.heartbeat_interval_ms;
+            heartbeat_timeout_ms => config.cluster.heartbeat_timeout_ms;
+            drain_timeout_ms => config.cluster.drain_timeout_ms;
+        }
+        /// `set_given!(field => slot)`: the same for an `Option<String>` argument (no clap default).
+        macro_rules! set_given {
+            ($($field:ident => $slot:expr;)*) => {$(
+                if let Some(v) = src.take(cli.$field, stringify!($field))? {
+                    $slot = v;
+                }
+            )*};
+        }
+        set_given! {
+            redis => config.cluster.redis;
+            cluster_advertise => config.cluster.cluster_advertise;
+            cluster_cookie => config.cluster.cluster_cookie;
+            public_url => config.cluster.public_url;
         }
         if let Some(v) = src.take_list(cli.tokens, "tokens") {
             config.auth.tokens = v;
         }
         if let Some(v) = src.take_list(cli.read_only_tokens, "read_only_tokens") {
             config.auth.read_only_tokens = v;
+        }
+        if let Some(v) = src.take_list(cli.redis_sentinels, "redis_sentinels") {
+            config.cluster.redis_sentinels = v;
         }
         Ok(())
     }
@@ -450,6 +598,22 @@ mod tests {
         "--ping-interval-ms",
         "--ping-timeout-ms",
         "--outbound-queue-frames",
+        "--redis",
+        "--redis-sentinel",
+        "--redis-master-name",
+        "--redis-key-prefix",
+        "--redis-wait-replicas",
+        "--redis-wait-timeout-ms",
+        "--redis-timeout-ms",
+        "--cluster-listen",
+        "--cluster-advertise",
+        "--cluster-cookie",
+        "--public-url",
+        "--lease-ms",
+        "--renew-interval-ms",
+        "--heartbeat-interval-ms",
+        "--heartbeat-timeout-ms",
+        "--drain-timeout-ms",
     ];
 
     #[test]
@@ -470,7 +634,18 @@ mod tests {
                 assert!(help.contains(&*env), "--help lacks {env}:\n{help}");
             }
         }
-        for default in ["127.0.0.1:8080", "./data", "chorus-1", "1048576", "always"] {
+        for default in [
+            "127.0.0.1:8080",
+            "./data",
+            "chorus-1",
+            "1048576",
+            "always",
+            "mymaster",
+            "chorus:",
+            "127.0.0.1:8090",
+            "3000",
+            "1500",
+        ] {
             assert!(
                 help.contains(&format!("[default: {default}]")),
                 "{default}:\n{help}"
@@ -512,6 +687,30 @@ mod tests {
         let help = command().render_long_help().to_string();
         assert!(help.contains("[env: CHORUS_TOKENS]"), "{help}");
         assert!(help.contains("[env: CHORUS_READ_ONLY_TOKENS]"), "{help}");
+        assert!(help.contains("[env: CHORUS_CLUSTER_COOKIE]"), "{help}");
+        assert!(help.contains("[env: CHORUS_REDIS]"), "{help}");
+    }
+
+    #[test]
+    fn cluster_flags_are_under_their_heading() {
+        let help = command().render_long_help().to_string();
+        let heading = help.find("Cluster:").expect("a Cluster heading");
+        for flag in [
+            "--redis <URL>",
+            "--cluster-cookie <SECRET>",
+            "--drain-timeout-ms <MS>",
+        ] {
+            let at = help.find(flag).unwrap_or_else(|| panic!("{flag}:\n{help}"));
+            assert!(at > heading, "{flag} is not under Cluster:\n{help}");
+        }
+        for arg in command().get_arguments() {
+            let long = arg.get_long().unwrap_or_default();
+            let cluster = FLAGS.iter().position(|f| *f == "--redis").unwrap();
+            let index = FLAGS.iter().position(|f| *f == format!("--{long}"));
+            if index.is_some_and(|i| i >= cluster) {
+                assert_eq!(arg.get_help_heading(), Some("Cluster"), "--{long}");
+            }
+        }
     }
 
     #[test]
@@ -532,6 +731,11 @@ mod tests {
         assert!(s.contains("CHORUS_MAX_FRAME_BYTES"), "{s}");
         let s = where_set("auth.tokens");
         assert!(s.contains("--token") && s.contains("CHORUS_TOKENS"), "{s}");
+        let s = where_set("cluster.redis_sentinels");
+        assert!(
+            s.contains("--redis-sentinel") && s.contains("CHORUS_REDIS_SENTINELS"),
+            "{s}"
+        );
         assert_eq!(where_set("no.such"), "");
     }
 }

@@ -46,3 +46,25 @@ pub const PING_INTERVAL_MS: u64 = 15_000;
 pub const PING_TIMEOUT_MS: u64 = 45_000;
 /// Default `websocket.outbound_queue_frames`.
 pub const OUTBOUND_QUEUE_FRAMES: usize = 4_096;
+/// Default `cluster.redis_master_name`: the name Redis Sentinel's sample configuration uses.
+pub const REDIS_MASTER_NAME: &str = "mymaster";
+/// Default `cluster.redis_key_prefix`.
+pub const REDIS_KEY_PREFIX: &str = "chorus:";
+/// Default `cluster.redis_wait_replicas`: acknowledge once the primary has confirmed.
+pub const REDIS_WAIT_REPLICAS: u32 = 0;
+/// Default `cluster.redis_wait_timeout_ms`.
+pub const REDIS_WAIT_TIMEOUT_MS: u64 = 200;
+/// Default `cluster.redis_timeout_ms`: 1 s, set explicitly instead of the redis crate's own default.
+pub const REDIS_TIMEOUT_MS: u64 = 1_000;
+/// Default `cluster.cluster_listen`: 127.0.0.1:8090.
+pub const CLUSTER_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8090));
+/// Default `cluster.lease_ms`: 3 s.
+pub const LEASE_MS: u64 = 3_000;
+/// Default `cluster.renew_interval_ms`: 1 s.
+pub const RENEW_INTERVAL_MS: u64 = 1_000;
+/// Default `cluster.heartbeat_interval_ms`.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 250;
+/// Default `cluster.heartbeat_timeout_ms`: 1.5 s.
+pub const HEARTBEAT_TIMEOUT_MS: u64 = 1_500;
+/// Default `cluster.drain_timeout_ms`: 10 s.
+pub const DRAIN_TIMEOUT_MS: u64 = 10_000;

@@ -64,6 +64,23 @@ mod tests {
             ping_interval_ms = 15
             ping_timeout_ms = 16
             outbound_queue_frames = 17
+            [cluster]
+            redis = "rediss://redis.internal:6380/1"
+            redis_sentinels = ["s1:26379", "[::1]:26380"]
+            redis_master_name = "primary"
+            redis_key_prefix = "c:"
+            redis_wait_replicas = 18
+            redis_wait_timeout_ms = 19
+            redis_timeout_ms = 20
+            cluster_listen = "0.0.0.0:21"
+            cluster_advertise = "n2.internal:21"
+            cluster_cookie = "cookie-22"
+            public_url = "wss://n2.example.com/ws"
+            lease_ms = 23
+            renew_interval_ms = 24
+            heartbeat_interval_ms = 25
+            heartbeat_timeout_ms = 26
+            drain_timeout_ms = 27
             "#,
         )
         .unwrap();
@@ -95,6 +112,24 @@ mod tests {
         assert_eq!(c.websocket.ping_interval_ms, 15);
         assert_eq!(c.websocket.ping_timeout_ms, 16);
         assert_eq!(c.websocket.outbound_queue_frames, 17);
+        let k = &c.cluster;
+        assert_eq!(k.redis.as_deref(), Some("rediss://redis.internal:6380/1"));
+        assert_eq!(k.redis_sentinels, ["s1:26379", "[::1]:26380"]);
+        assert_eq!(k.redis_master_name, "primary");
+        assert_eq!(k.redis_key_prefix, "c:");
+        assert_eq!(k.redis_wait_replicas, 18);
+        assert_eq!(k.redis_wait_timeout_ms, 19);
+        assert_eq!(k.redis_timeout_ms, 20);
+        assert_eq!(k.cluster_listen.to_string(), "0.0.0.0:21");
+        assert_eq!(k.cluster_advertise.as_deref(), Some("n2.internal:21"));
+        assert_eq!(k.cluster_cookie, "cookie-22");
+        assert_eq!(k.public_url.as_deref(), Some("wss://n2.example.com/ws"));
+        assert_eq!(k.lease_ms, 23);
+        assert_eq!(k.renew_interval_ms, 24);
+        assert_eq!(k.heartbeat_interval_ms, 25);
+        assert_eq!(k.heartbeat_timeout_ms, 26);
+        assert_eq!(k.drain_timeout_ms, 27);
+        assert!(c.is_cluster());
     }
 
     #[test]
@@ -111,7 +146,8 @@ mod tests {
             ("listne = \"127.0.0.1:1\"\n", "listne"),
             ("[limits]\nmax_frame = 1\n", "max_frame"),
             ("[websocket]\nping_ms = 1\n", "ping_ms"),
-            ("[cluster]\nredis = \"x\"\n", "cluster"),
+            ("[cluster]\nredis_url = \"x\"\n", "redis_url"),
+            ("[clustr]\nredis = \"x\"\n", "clustr"),
         ] {
             let err = parse_str(text).unwrap_err();
             let ConfigError::Toml { path, message } = &err else {
@@ -131,6 +167,15 @@ mod tests {
             ("[limits]\nop_burst = -1\n", "op_burst"),
             ("shutdown_grace_ms = \"10s\"\n", "shutdown_grace_ms"),
             ("listen = \n", "listen"),
+            (
+                "[cluster]\ncluster_listen = \"localhost:8090\"\n",
+                "cluster_listen",
+            ),
+            (
+                "[cluster]\nredis_sentinels = \"a:1,b:2\"\n",
+                "redis_sentinels",
+            ),
+            ("[cluster]\nlease_ms = -1\n", "lease_ms"),
         ] {
             let err = parse_str(text).unwrap_err();
             assert!(matches!(err, ConfigError::Toml { .. }), "{err:?}");

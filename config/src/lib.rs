@@ -16,10 +16,17 @@
 //! 3. Environment variables `CHORUS_<SETTING>` (upper snake case of the field name, e.g.
 //!    `CHORUS_MAX_FRAME_BYTES`; lists are comma-separated: `CHORUS_TOKENS=a,b`). An empty variable
 //!    counts as unset.
-//! 4. Flags `--<setting>` (kebab case of the field name, e.g. `--max-frame-bytes`; `--token` and
-//!    `--read-only-token` are repeatable). A flag wins over its variable.
+//! 4. Flags `--<setting>` (kebab case of the field name, e.g. `--max-frame-bytes`; `--token`,
+//!    `--read-only-token` and `--redis-sentinel` are repeatable). A flag wins over its variable.
 //!
 //! The merged result is then checked by [`Config::validate`].
+//!
+//! # Single node or cluster
+//! By default a node runs alone on its embedded store. Setting `cluster.redis` (`--redis`,
+//! `CHORUS_REDIS`) makes it a cluster member ([`Config::is_cluster`]): nodes coordinate through
+//! that Redis and talk to each other over their cluster listener (`cluster.cluster_listen`), and
+//! then `cluster.cluster_cookie` is required and `node_name` must be unique within the cluster.
+//! Without `cluster.redis` the other `[cluster]` settings are range-checked but unused.
 //!
 //! # TOML file
 //! ```toml
@@ -58,6 +65,24 @@
 //! ping_interval_ms = 15000
 //! ping_timeout_ms = 45000
 //! outbound_queue_frames = 4096
+//!
+//! [cluster]                    # all optional; only used when `redis` is set
+//! redis = "redis://127.0.0.1:6379/0"   # or rediss:// for TLS; unset = single node
+//! redis_sentinels = []         # ["10.0.0.1:26379", ...]: find the Redis primary through these
+//! redis_master_name = "mymaster"
+//! redis_key_prefix = "chorus:"
+//! redis_wait_replicas = 0
+//! redis_wait_timeout_ms = 200
+//! redis_timeout_ms = 1000
+//! cluster_listen = "127.0.0.1:8090"
+//! # cluster_advertise = "10.0.0.5:8090"     # default: the bound cluster_listen address
+//! cluster_cookie = ""          # shared secret, required (>= 8 characters) when redis is set
+//! # public_url = "ws://chorus-1.example.com:8080/ws"   # default: derived from listen
+//! lease_ms = 3000
+//! renew_interval_ms = 1000
+//! heartbeat_interval_ms = 250
+//! heartbeat_timeout_ms = 1500
+//! drain_timeout_ms = 10000
 //! ```
 
 #![warn(missing_docs)]
@@ -68,6 +93,7 @@ mod error;
 mod file;
 mod validate;
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -86,7 +112,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding the document store.
     pub data_dir: PathBuf,
-    /// Name of this node: 1-64 characters from `A-Z a-z 0-9 . _ -`.
+    /// Name of this node: 1-64 characters from `A-Z a-z 0-9 . _ -`. In a cluster
+    /// ([`Config::is_cluster`]) every node must have a different name.
     pub node_name: String,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax, e.g. `info,chorus_actors=debug`.
     pub log: String,
@@ -100,7 +127,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// WebSocket keep-alive and back-pressure.
     pub websocket: WebSocketConfig,
-    // ==== CLUSTER SETTINGS GO HERE: a `cluster: ClusterConfig` section (see cli.rs). ====
+    /// Clustering through Redis; a single node unless `cluster.redis` is set.
+    pub cluster: ClusterConfig,
     /// How long SIGTERM waits for in-flight ops and store flushes before closing sockets, in ms.
     pub shutdown_grace_ms: u64,
 }
@@ -186,6 +214,56 @@ pub struct WebSocketConfig {
     pub outbound_queue_frames: usize,
 }
 
+/// Clustering: the Redis that coordinates the nodes, the node-to-node listener, and the timings of
+/// leases, heartbeats and hand-over. Only `redis` decides whether the node is a cluster member.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Redis URL, `redis://` or `rediss://` (TLS), e.g. `redis://127.0.0.1:6379/0`. Setting it
+    /// makes this node a cluster member; `None` = a single node on the embedded store. With
+    /// `redis_sentinels`, the URL still supplies scheme, credentials and database, while the
+    /// primary's address comes from the sentinels.
+    pub redis: Option<String>,
+    /// Redis Sentinels as `HOST:PORT`; when non-empty, the Redis primary is found through them
+    /// (requires `redis`).
+    pub redis_sentinels: Vec<String>,
+    /// Name of the monitored primary that the sentinels are asked for.
+    pub redis_master_name: String,
+    /// Prefix of every Redis key this cluster uses: 1-64 characters, no whitespace or braces.
+    pub redis_key_prefix: String,
+    /// Replicas that must confirm a write (Redis `WAIT`) before it is acknowledged; 0 = the
+    /// primary's confirmation suffices.
+    pub redis_wait_replicas: u32,
+    /// How long `WAIT` waits for `redis_wait_replicas`, in ms (>= 1; below `redis_timeout_ms`
+    /// when `redis_wait_replicas` > 0).
+    pub redis_wait_timeout_ms: u64,
+    /// Response timeout of every Redis command, in ms (>= 1); replaces the redis crate's own
+    /// default.
+    pub redis_timeout_ms: u64,
+    /// Address the node-to-node (ractor_cluster) listener binds; port 0 = any free port.
+    pub cluster_listen: SocketAddr,
+    /// `HOST:PORT` other nodes use to reach this node's cluster listener; `None` = the address
+    /// `cluster_listen` is bound to (required if that is 0.0.0.0 or `[::]`).
+    pub cluster_advertise: Option<String>,
+    /// Shared secret of the cluster (at least 8 characters, required when `redis` is set). Never
+    /// shown by `Debug`, `--help` or errors.
+    pub cluster_cookie: String,
+    /// This node's client-facing WebSocket URL (`ws://` or `wss://`) as advertised to clients, for
+    /// redirects; `None` = `ws://<bound listen address>/ws` (required if `listen` is 0.0.0.0 or
+    /// `[::]`).
+    pub public_url: Option<String>,
+    /// TTL of this node's liveness key in Redis, in ms (500 ..= 60 000).
+    pub lease_ms: u64,
+    /// Interval between renewals of the liveness key, in ms (1 ..= `lease_ms` / 2).
+    pub renew_interval_ms: u64,
+    /// Interval between node-to-node heartbeats, in ms (>= 1).
+    pub heartbeat_interval_ms: u64,
+    /// A peer silent for this long is considered failed, in ms (> `heartbeat_interval_ms`).
+    pub heartbeat_timeout_ms: u64,
+    /// How long the hand-over of this node's documents on SIGTERM may take, in ms.
+    pub drain_timeout_ms: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -198,6 +276,7 @@ impl Default for Config {
             document: DocumentConfig::default(),
             store: StoreConfig::default(),
             websocket: WebSocketConfig::default(),
+            cluster: ClusterConfig::default(),
             shutdown_grace_ms: defaults::SHUTDOWN_GRACE_MS,
         }
     }
@@ -261,6 +340,73 @@ impl Default for WebSocketConfig {
             ping_timeout_ms: defaults::PING_TIMEOUT_MS,
             outbound_queue_frames: defaults::OUTBOUND_QUEUE_FRAMES,
         }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: None,
+            redis_sentinels: Vec::new(),
+            redis_master_name: defaults::REDIS_MASTER_NAME.to_owned(),
+            redis_key_prefix: defaults::REDIS_KEY_PREFIX.to_owned(),
+            redis_wait_replicas: defaults::REDIS_WAIT_REPLICAS,
+            redis_wait_timeout_ms: defaults::REDIS_WAIT_TIMEOUT_MS,
+            redis_timeout_ms: defaults::REDIS_TIMEOUT_MS,
+            cluster_listen: defaults::CLUSTER_LISTEN,
+            cluster_advertise: None,
+            cluster_cookie: String::new(),
+            public_url: None,
+            lease_ms: defaults::LEASE_MS,
+            renew_interval_ms: defaults::RENEW_INTERVAL_MS,
+            heartbeat_interval_ms: defaults::HEARTBEAT_INTERVAL_MS,
+            heartbeat_timeout_ms: defaults::HEARTBEAT_TIMEOUT_MS,
+            drain_timeout_ms: defaults::DRAIN_TIMEOUT_MS,
+        }
+    }
+}
+
+/// The cookie is a secret: `Debug` shows whether it is set, never its value. Credentials in the
+/// Redis and public URLs (`user:password@`) are redacted too.
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cookie = if self.cluster_cookie.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("ClusterConfig")
+            .field("redis", &self.redis.as_deref().map(redact_url))
+            .field("redis_sentinels", &self.redis_sentinels)
+            .field("redis_master_name", &self.redis_master_name)
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("redis_wait_replicas", &self.redis_wait_replicas)
+            .field("redis_wait_timeout_ms", &self.redis_wait_timeout_ms)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("cluster_listen", &self.cluster_listen)
+            .field("cluster_advertise", &self.cluster_advertise)
+            .field("cluster_cookie", &format_args!("{cookie}"))
+            .field("public_url", &self.public_url.as_deref().map(redact_url))
+            .field("lease_ms", &self.lease_ms)
+            .field("renew_interval_ms", &self.renew_interval_ms)
+            .field("heartbeat_interval_ms", &self.heartbeat_interval_ms)
+            .field("heartbeat_timeout_ms", &self.heartbeat_timeout_ms)
+            .field("drain_timeout_ms", &self.drain_timeout_ms)
+            .finish()
+    }
+}
+
+/// `url` with any `user:password@` before the host replaced by `<redacted>@`, for `Debug` and
+/// error messages (also when the scheme is missing or wrong).
+pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => Cow::Owned(format!("{scheme}<redacted>{}", &rest[at..])),
+        None => Cow::Borrowed(url),
     }
 }
 
@@ -332,6 +478,12 @@ impl Config {
         validate::validate(self)
     }
 
+    /// Whether this node is a cluster member, i.e. `cluster.redis` is set; otherwise it runs alone
+    /// on the embedded store.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.redis.is_some()
+    }
+
     /// The `chorus` command definition (every flag, its env var and help), e.g. for `--help` text,
     /// man pages or shell completions.
     pub fn command() -> clap::Command {
@@ -371,7 +523,38 @@ mod tests {
         assert_eq!(c.websocket.ping_interval_ms, 15_000);
         assert_eq!(c.websocket.ping_timeout_ms, 45_000);
         assert_eq!(c.websocket.outbound_queue_frames, 4_096);
+        let k = &c.cluster;
+        assert_eq!(k.redis, None);
+        assert!(!c.is_cluster(), "a single node by default");
+        assert!(k.redis_sentinels.is_empty());
+        assert_eq!(k.redis_master_name, "mymaster");
+        assert_eq!(k.redis_key_prefix, "chorus:");
+        assert_eq!(k.redis_wait_replicas, 0);
+        assert_eq!(k.redis_wait_timeout_ms, 200);
+        assert_eq!(k.redis_timeout_ms, 1_000);
+        assert_eq!(
+            k.cluster_listen,
+            "127.0.0.1:8090".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(k.cluster_advertise, None);
+        assert_eq!(k.cluster_cookie, "");
+        assert_eq!(k.public_url, None);
+        assert_eq!(k.lease_ms, 3_000);
+        assert_eq!(k.renew_interval_ms, 1_000);
+        assert_eq!(k.heartbeat_interval_ms, 250);
+        assert_eq!(k.heartbeat_timeout_ms, 1_500);
+        assert_eq!(k.drain_timeout_ms, 10_000);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn is_cluster_follows_redis() {
+        let mut c = Config::default();
+        c.cluster.redis_sentinels = vec!["10.0.0.1:26379".into()];
+        c.cluster.cluster_cookie = "a-cookie-value".into();
+        assert!(!c.is_cluster(), "only redis decides");
+        c.cluster.redis = Some("redis://127.0.0.1:6379/0".into());
+        assert!(c.is_cluster());
     }
 
     #[test]
@@ -391,6 +574,40 @@ mod tests {
             shown.contains("<1 redacted>") && shown.contains("<2 redacted>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn debug_redacts_the_cookie_and_url_credentials() {
+        let mut c = Config::default();
+        assert!(format!("{c:?}").contains("cluster_cookie: <unset>"));
+        c.cluster.cluster_cookie = "s3cret-cookie".into();
+        c.cluster.redis = Some("rediss://user:s3cret-pw@redis.internal:6380/2".into());
+        c.cluster.public_url = Some("wss://u:s3cret-ws@chorus.example.com/ws".into());
+        let shown = format!("{c:?} {c:#?} {:?}", c.cluster);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("cluster_cookie: <redacted>"), "{shown}");
+        assert!(
+            shown.contains("rediss://<redacted>@redis.internal:6380/2"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("wss://<redacted>@chorus.example.com/ws"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn redact_url_hides_only_credentials() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            ("redis://:pw@h:1/0", "redis://<redacted>@h:1/0"),
+            ("redis://u:p@ss@h", "redis://<redacted>@h"),
+            ("u:pw@h:1", "<redacted>@h:1"),
+            ("http://h/p@th", "http://h/p@th"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]

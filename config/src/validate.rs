@@ -1,8 +1,9 @@
 //! Range and consistency checks of a merged `Config`, each error naming setting, value and allowed.
 
 use std::fmt::Display;
+use std::net::{Ipv6Addr, SocketAddr};
 
-use crate::{Config, ConfigError};
+use crate::{redact_url, Config, ConfigError};
 
 /// Longest `node_name`, in characters.
 const MAX_NODE_NAME: usize = 64;
@@ -16,6 +17,16 @@ const MAX_DOCUMENT_CHARS: usize = 100_000_000;
 const MAX_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// Longest bearer token, in bytes.
 const MAX_TOKEN_BYTES: usize = 4096;
+/// Longest `cluster.redis_master_name`, in characters.
+const MAX_MASTER_NAME: usize = 128;
+/// Longest `cluster.redis_key_prefix`, in characters.
+const MAX_KEY_PREFIX: usize = 64;
+/// Shortest `cluster.cluster_cookie` of a cluster member, in characters.
+const MIN_COOKIE_CHARS: usize = 8;
+/// Shortest `cluster.lease_ms`.
+const MIN_LEASE_MS: u64 = 500;
+/// Longest `cluster.lease_ms`: 1 minute.
+const MAX_LEASE_MS: u64 = 60_000;
 
 /// Checks every setting of `c`, returning the first problem found.
 pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
@@ -92,7 +103,214 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     at_least_one("websocket.outbound_queue_frames", w.outbound_queue_frames)?;
+
+    validate_cluster(c)
+}
+
+/// Cluster settings: formats and ranges always; the cookie, addresses and sentinels against
+/// `cluster.redis`.
+fn validate_cluster(c: &Config) -> Result<(), ConfigError> {
+    let k = &c.cluster;
+    if let Some(url) = &k.redis {
+        if !url_ok(url, &["redis", "rediss"]) {
+            return Err(invalid(
+                "cluster.redis",
+                format!("{:?}", redact_url(url)),
+                "a redis:// or rediss:// URL with a host, such as redis://127.0.0.1:6379/0",
+            ));
+        }
+    }
+    for sentinel in &k.redis_sentinels {
+        if !host_port_ok(sentinel) {
+            return Err(invalid(
+                "cluster.redis_sentinels",
+                format!("{sentinel:?}"),
+                "HOST:PORT entries (port 1-65535, [..] around an IPv6 address), such as 10.0.0.1:26379",
+            ));
+        }
+    }
+    if !k.redis_sentinels.is_empty() && k.redis.is_none() {
+        return Err(invalid(
+            "cluster.redis_sentinels",
+            format!("{:?}", k.redis_sentinels),
+            "an empty list unless cluster.redis is set (sentinels only locate the Redis primary of a cluster)",
+        ));
+    }
+    let name_ok = (1..=MAX_MASTER_NAME).contains(&k.redis_master_name.len())
+        && k.redis_master_name.bytes().all(|b| b.is_ascii_graphic());
+    if !name_ok {
+        return Err(invalid(
+            "cluster.redis_master_name",
+            format!("{:?}", k.redis_master_name),
+            "1-128 printable ASCII characters without spaces",
+        ));
+    }
+    let prefix_ok = (1..=MAX_KEY_PREFIX).contains(&k.redis_key_prefix.chars().count())
+        && !k
+            .redis_key_prefix
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control() || matches!(ch, '{' | '}'));
+    if !prefix_ok {
+        return Err(invalid(
+            "cluster.redis_key_prefix",
+            format!("{:?}", k.redis_key_prefix),
+            "1-64 characters without whitespace, control characters or braces",
+        ));
+    }
+    // WAIT with a timeout of 0 would block forever.
+    at_most("cluster.redis_wait_timeout_ms", k.redis_wait_timeout_ms, 1)?;
+    at_most("cluster.redis_timeout_ms", k.redis_timeout_ms, 1)?;
+    if k.redis_wait_replicas > 0 && k.redis_wait_timeout_ms >= k.redis_timeout_ms {
+        return Err(invalid(
+            "cluster.redis_wait_timeout_ms",
+            k.redis_wait_timeout_ms,
+            format!(
+                "a value less than cluster.redis_timeout_ms ({}) when cluster.redis_wait_replicas > 0, \
+                 so that WAIT returns before the command times out",
+                k.redis_timeout_ms
+            ),
+        ));
+    }
+    if let Some(advertise) = &k.cluster_advertise {
+        if !host_port_ok(advertise) {
+            return Err(invalid(
+                "cluster.cluster_advertise",
+                format!("{advertise:?}"),
+                "HOST:PORT (port 1-65535, [..] around an IPv6 address), such as 10.0.0.5:8090",
+            ));
+        }
+    }
+    if let Some(url) = &k.public_url {
+        if !url_ok(url, &["ws", "wss"]) {
+            return Err(invalid(
+                "cluster.public_url",
+                format!("{:?}", redact_url(url)),
+                "a ws:// or wss:// URL with a host, such as ws://chorus-1.example.com:8080/ws",
+            ));
+        }
+    }
+    within(
+        "cluster.lease_ms",
+        k.lease_ms,
+        MIN_LEASE_MS,
+        MAX_LEASE_MS,
+        "500 ..= 60000 milliseconds",
+    )?;
+    if k.renew_interval_ms < 1 || k.renew_interval_ms > k.lease_ms / 2 {
+        return Err(invalid(
+            "cluster.renew_interval_ms",
+            k.renew_interval_ms,
+            format!(
+                "1 ..= cluster.lease_ms / 2 ({}) milliseconds, so that a lease survives one missed renewal",
+                k.lease_ms / 2
+            ),
+        ));
+    }
+    at_most("cluster.heartbeat_interval_ms", k.heartbeat_interval_ms, 1)?;
+    at_most("cluster.heartbeat_timeout_ms", k.heartbeat_timeout_ms, 0)?;
+    if k.heartbeat_timeout_ms <= k.heartbeat_interval_ms {
+        return Err(invalid(
+            "cluster.heartbeat_timeout_ms",
+            k.heartbeat_timeout_ms,
+            format!(
+                "a value greater than cluster.heartbeat_interval_ms ({})",
+                k.heartbeat_interval_ms
+            ),
+        ));
+    }
+    at_most("cluster.drain_timeout_ms", k.drain_timeout_ms, 0)?;
+
+    if c.is_cluster() {
+        validate_cluster_member(c)?;
+    }
     Ok(())
+}
+
+/// What a cluster member needs beyond a single node: a cookie, a cluster listener apart from the
+/// client one, and addresses that other nodes and clients can actually use.
+fn validate_cluster_member(c: &Config) -> Result<(), ConfigError> {
+    let k = &c.cluster;
+    let cookie_chars = k.cluster_cookie.chars().count();
+    if cookie_chars < MIN_COOKIE_CHARS {
+        return Err(invalid(
+            "cluster.cluster_cookie",
+            format!("<{cookie_chars} characters, redacted>"),
+            "a shared secret of at least 8 characters when cluster.redis is set",
+        ));
+    }
+    if clashes(k.cluster_listen, c.listen) {
+        return Err(invalid(
+            "cluster.cluster_listen",
+            k.cluster_listen,
+            format!("an address whose port differs from listen ({})", c.listen),
+        ));
+    }
+    if k.cluster_listen.ip().is_unspecified() && k.cluster_advertise.is_none() {
+        return Err(invalid(
+            "cluster.cluster_advertise",
+            "(unset)",
+            format!(
+                "a HOST:PORT other nodes can reach, required when cluster.cluster_listen ({}) is \
+                 an unspecified address",
+                k.cluster_listen
+            ),
+        ));
+    }
+    if c.listen.ip().is_unspecified() && k.public_url.is_none() {
+        return Err(invalid(
+            "cluster.public_url",
+            "(unset)",
+            format!(
+                "a ws:// or wss:// URL clients can reach, required when listen ({}) is an \
+                 unspecified address",
+                c.listen
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether two listeners would compete for one port (port 0 picks a free port, so never).
+fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// `SCHEME://[userinfo@]host[:port][/path...]` with one of `schemes` (any case), a non-empty host
+/// and no whitespace or control characters.
+fn url_ok(url: &str, schemes: &[&str]) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s))
+        && !host_port.is_empty()
+        && !host_port.starts_with(':')
+        && !url.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+}
+
+/// `HOST:PORT`: a host name or IPv4 address, or an IPv6 address in brackets; port 1-65535.
+fn host_port_ok(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'))
+        }
+    };
+    let port_ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p != 0);
+    host_ok && port_ok
 }
 
 /// Tokens: printable ASCII without spaces or commas, not shared between the two lists; and some way
@@ -465,12 +683,296 @@ mod tests {
         );
     }
 
+    /// A valid cluster member: default config with Redis and a cookie.
+    fn member(f: impl FnOnce(&mut Config)) -> Config {
+        with(|c| {
+            c.cluster.redis = Some("redis://127.0.0.1:6379/0".into());
+            c.cluster.cluster_cookie = "cookie-of-the-cluster".into();
+            f(c);
+        })
+    }
+
+    #[test]
+    fn cluster_boundaries_are_accepted() {
+        for c in [
+            member(|_| {}),
+            member(|c| c.cluster.redis = Some("rediss://:pw@redis.internal:6380".into())),
+            member(|c| c.cluster.redis = Some("REDIS://[::1]:6379/3".into())),
+            member(|c| {
+                c.cluster.redis_sentinels = vec!["s1:26379".into(), "[fe80::1]:1".into()];
+                c.cluster.redis_master_name = "a".repeat(128);
+            }),
+            member(|c| c.cluster.redis_key_prefix = "é".repeat(64)),
+            member(|c| c.cluster.cluster_cookie = "12345678".into()),
+            member(|c| {
+                c.cluster.redis_wait_replicas = 2;
+                c.cluster.redis_wait_timeout_ms = 999;
+            }),
+            member(|c| {
+                c.cluster.redis_wait_timeout_ms = 5_000;
+            }),
+            member(|c| c.cluster.cluster_listen = "127.0.0.1:0".parse().unwrap()),
+            member(|c| {
+                c.listen = "127.0.0.1:0".parse().unwrap();
+                c.cluster.cluster_listen = "127.0.0.1:0".parse().unwrap();
+            }),
+            member(|c| c.cluster.cluster_listen = "127.0.0.2:8080".parse().unwrap()),
+            member(|c| {
+                c.listen = "0.0.0.0:8080".parse().unwrap();
+                c.cluster.cluster_listen = "[::]:8090".parse().unwrap();
+                c.cluster.cluster_advertise = Some("node-1.internal:8090".into());
+                c.cluster.public_url = Some("wss://node-1.example.com/ws".into());
+            }),
+            member(|c| {
+                c.cluster.lease_ms = 500;
+                c.cluster.renew_interval_ms = 250;
+            }),
+            member(|c| {
+                c.cluster.lease_ms = 60_000;
+                c.cluster.renew_interval_ms = 1;
+            }),
+            member(|c| {
+                c.cluster.heartbeat_interval_ms = 1;
+                c.cluster.heartbeat_timeout_ms = 2;
+            }),
+            member(|c| c.cluster.drain_timeout_ms = 0),
+            // Not a member: the cookie and member-only rules do not apply.
+            with(|c| c.cluster.cluster_cookie = "short".into()),
+            with(|c| c.cluster.cluster_listen = c.listen),
+            with(|c| c.listen = "0.0.0.0:8080".parse().unwrap()),
+        ] {
+            validate(&c).unwrap();
+        }
+    }
+
+    #[test]
+    fn cluster_redis_settings() {
+        for url in [
+            "",
+            "127.0.0.1:6379",
+            "http://127.0.0.1:6379",
+            "redis://",
+            "redis:///0",
+            "redis://:6379/0",
+            "redis://host name:6379",
+            "unix:///tmp/redis.sock",
+        ] {
+            rejects(
+                with(|c| c.cluster.redis = Some(url.into())),
+                "cluster.redis",
+                &format!("{url:?}"),
+                "redis:// or rediss://",
+            );
+        }
+        rejects(
+            with(|c| c.cluster.redis = Some("http://u:s3cret@h:1".into())),
+            "cluster.redis",
+            "\"http://<redacted>@h:1\"",
+            "redis:// or rediss://",
+        );
+        for sentinel in [
+            "s1",
+            "s1:",
+            ":26379",
+            "s1:0",
+            "s1:65536",
+            "s1:+1",
+            "::1:26379",
+            "[x]:1",
+            "a b:1",
+        ] {
+            rejects(
+                member(|c| c.cluster.redis_sentinels = vec!["ok:1".into(), sentinel.into()]),
+                "cluster.redis_sentinels",
+                &format!("{sentinel:?}"),
+                "HOST:PORT",
+            );
+        }
+        rejects(
+            with(|c| c.cluster.redis_sentinels = vec!["s1:26379".into()]),
+            "cluster.redis_sentinels",
+            "[\"s1:26379\"]",
+            "unless cluster.redis is set",
+        );
+        for name in [String::new(), "my master".into(), "a".repeat(129)] {
+            rejects(
+                member(|c| c.cluster.redis_master_name = name.clone()),
+                "cluster.redis_master_name",
+                &format!("{name:?}"),
+                "1-128 printable ASCII",
+            );
+        }
+        for prefix in [
+            String::new(),
+            "a".repeat(65),
+            "chorus ".into(),
+            "{chorus}:".into(),
+            "a\tb".into(),
+        ] {
+            rejects(
+                member(|c| c.cluster.redis_key_prefix = prefix.clone()),
+                "cluster.redis_key_prefix",
+                &format!("{prefix:?}"),
+                "1-64 characters without whitespace",
+            );
+        }
+        rejects(
+            with(|c| c.cluster.redis_wait_timeout_ms = 0),
+            "cluster.redis_wait_timeout_ms",
+            "0",
+            "1 ..= ",
+        );
+        rejects(
+            with(|c| c.cluster.redis_timeout_ms = 0),
+            "cluster.redis_timeout_ms",
+            "0",
+            "1 ..= ",
+        );
+        rejects(
+            with(|c| c.cluster.redis_timeout_ms = MAX_MS + 1),
+            "cluster.redis_timeout_ms",
+            &(MAX_MS + 1).to_string(),
+            "365 days",
+        );
+        rejects(
+            with(|c| {
+                c.cluster.redis_wait_replicas = 1;
+                c.cluster.redis_wait_timeout_ms = 1_000;
+            }),
+            "cluster.redis_wait_timeout_ms",
+            "1000",
+            "less than cluster.redis_timeout_ms (1000) when cluster.redis_wait_replicas > 0",
+        );
+    }
+
+    #[test]
+    fn cluster_address_settings() {
+        for advertise in ["node-1", "node-1:0", "http://node-1:8090", "node 1:8090"] {
+            rejects(
+                with(|c| c.cluster.cluster_advertise = Some(advertise.into())),
+                "cluster.cluster_advertise",
+                &format!("{advertise:?}"),
+                "HOST:PORT",
+            );
+        }
+        for url in ["", "http://h/ws", "ws://", "ws:///ws", "h:8080/ws"] {
+            rejects(
+                with(|c| c.cluster.public_url = Some(url.into())),
+                "cluster.public_url",
+                &format!("{url:?}"),
+                "ws:// or wss://",
+            );
+        }
+        for (listen, cluster_listen) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:9000", "[::]:9000"),
+        ] {
+            rejects(
+                member(|c| {
+                    c.listen = listen.parse().unwrap();
+                    c.cluster.cluster_listen = cluster_listen.parse().unwrap();
+                    c.cluster.cluster_advertise = Some("n1:9000".into());
+                    c.cluster.public_url = Some("ws://n1:8080/ws".into());
+                }),
+                "cluster.cluster_listen",
+                &cluster_listen.parse::<SocketAddr>().unwrap().to_string(),
+                &format!("port differs from listen ({listen})"),
+            );
+        }
+        rejects(
+            member(|c| c.cluster.cluster_listen = "0.0.0.0:8090".parse().unwrap()),
+            "cluster.cluster_advertise",
+            "(unset)",
+            "required when cluster.cluster_listen (0.0.0.0:8090) is an unspecified address",
+        );
+        rejects(
+            member(|c| c.listen = "[::]:8080".parse().unwrap()),
+            "cluster.public_url",
+            "(unset)",
+            "required when listen ([::]:8080) is an unspecified address",
+        );
+    }
+
+    #[test]
+    fn cluster_cookie_is_required_and_never_shown() {
+        rejects(
+            member(|c| c.cluster.cluster_cookie = String::new()),
+            "cluster.cluster_cookie",
+            "<0 characters, redacted>",
+            "at least 8 characters when cluster.redis is set",
+        );
+        let c = member(|c| c.cluster.cluster_cookie = "s3cr3t!".into());
+        rejects(
+            c.clone(),
+            "cluster.cluster_cookie",
+            "<7 characters, redacted>",
+            "at least 8",
+        );
+        let err = validate(&c).unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn cluster_timing_settings() {
+        for lease in [499, 60_001] {
+            rejects(
+                with(|c| c.cluster.lease_ms = lease),
+                "cluster.lease_ms",
+                &lease.to_string(),
+                "500 ..= 60000 milliseconds",
+            );
+        }
+        rejects(
+            with(|c| c.cluster.renew_interval_ms = 1_501),
+            "cluster.renew_interval_ms",
+            "1501",
+            "1 ..= cluster.lease_ms / 2 (1500)",
+        );
+        rejects(
+            with(|c| c.cluster.renew_interval_ms = 0),
+            "cluster.renew_interval_ms",
+            "0",
+            "1 ..= cluster.lease_ms / 2",
+        );
+        rejects(
+            with(|c| c.cluster.heartbeat_interval_ms = 0),
+            "cluster.heartbeat_interval_ms",
+            "0",
+            "1 ..= ",
+        );
+        rejects(
+            with(|c| c.cluster.heartbeat_timeout_ms = 250),
+            "cluster.heartbeat_timeout_ms",
+            "250",
+            "greater than cluster.heartbeat_interval_ms (250)",
+        );
+        rejects(
+            with(|c| c.cluster.heartbeat_timeout_ms = MAX_MS + 1),
+            "cluster.heartbeat_timeout_ms",
+            &(MAX_MS + 1).to_string(),
+            "365 days",
+        );
+        rejects(
+            with(|c| c.cluster.drain_timeout_ms = MAX_MS + 1),
+            "cluster.drain_timeout_ms",
+            &(MAX_MS + 1).to_string(),
+            "365 days",
+        );
+    }
+
     #[test]
     fn message_says_where_to_change_it() {
         let err = validate(&with(|c| c.limits.op_burst = 0)).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("--op-burst") && msg.contains("CHORUS_OP_BURST"),
+            "{msg}"
+        );
+        let err = validate(&with(|c| c.cluster.lease_ms = 1)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--lease-ms") && msg.contains("CHORUS_LEASE_MS"),
             "{msg}"
         );
     }

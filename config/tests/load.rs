@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use chorus_config::{
-    AuthConfig, Config, ConfigError, DocumentConfig, FsyncPolicy, LimitsConfig, StoreConfig,
-    WebSocketConfig,
+    AuthConfig, ClusterConfig, Config, ConfigError, DocumentConfig, FsyncPolicy, LimitsConfig,
+    StoreConfig, WebSocketConfig,
 };
 use clap::error::ErrorKind;
 
@@ -157,6 +157,58 @@ fn every_setting() -> (Vec<(&'static str, &'static str, &'static str)>, Config) 
             "CHORUS_OUTBOUND_QUEUE_FRAMES",
             "16",
         ),
+        (
+            "--redis",
+            "CHORUS_REDIS",
+            "rediss://:pw@redis.internal:6380/2",
+        ),
+        (
+            "--redis-sentinel",
+            "CHORUS_REDIS_SENTINELS",
+            "10.0.0.1:26379",
+        ),
+        (
+            "--redis-master-name",
+            "CHORUS_REDIS_MASTER_NAME",
+            "chorus-primary",
+        ),
+        ("--redis-key-prefix", "CHORUS_REDIS_KEY_PREFIX", "c7:"),
+        ("--redis-wait-replicas", "CHORUS_REDIS_WAIT_REPLICAS", "1"),
+        (
+            "--redis-wait-timeout-ms",
+            "CHORUS_REDIS_WAIT_TIMEOUT_MS",
+            "300",
+        ),
+        ("--redis-timeout-ms", "CHORUS_REDIS_TIMEOUT_MS", "2000"),
+        ("--cluster-listen", "CHORUS_CLUSTER_LISTEN", "0.0.0.0:9998"),
+        (
+            "--cluster-advertise",
+            "CHORUS_CLUSTER_ADVERTISE",
+            "node-7.internal:9998",
+        ),
+        (
+            "--cluster-cookie",
+            "CHORUS_CLUSTER_COOKIE",
+            "cookie-of-node-7",
+        ),
+        (
+            "--public-url",
+            "CHORUS_PUBLIC_URL",
+            "wss://node-7.example.com/ws",
+        ),
+        ("--lease-ms", "CHORUS_LEASE_MS", "5000"),
+        ("--renew-interval-ms", "CHORUS_RENEW_INTERVAL_MS", "2000"),
+        (
+            "--heartbeat-interval-ms",
+            "CHORUS_HEARTBEAT_INTERVAL_MS",
+            "100",
+        ),
+        (
+            "--heartbeat-timeout-ms",
+            "CHORUS_HEARTBEAT_TIMEOUT_MS",
+            "400",
+        ),
+        ("--drain-timeout-ms", "CHORUS_DRAIN_TIMEOUT_MS", "20000"),
     ];
     // A full literal (no `..Default::default()`): a new setting must be added here too.
     let want = Config {
@@ -194,6 +246,24 @@ fn every_setting() -> (Vec<(&'static str, &'static str, &'static str)>, Config) 
             ping_interval_ms: 100,
             ping_timeout_ms: 300,
             outbound_queue_frames: 16,
+        },
+        cluster: ClusterConfig {
+            redis: Some("rediss://:pw@redis.internal:6380/2".into()),
+            redis_sentinels: vec!["10.0.0.1:26379".into()],
+            redis_master_name: "chorus-primary".into(),
+            redis_key_prefix: "c7:".into(),
+            redis_wait_replicas: 1,
+            redis_wait_timeout_ms: 300,
+            redis_timeout_ms: 2000,
+            cluster_listen: "0.0.0.0:9998".parse().unwrap(),
+            cluster_advertise: Some("node-7.internal:9998".into()),
+            cluster_cookie: "cookie-of-node-7".into(),
+            public_url: Some("wss://node-7.example.com/ws".into()),
+            lease_ms: 5000,
+            renew_interval_ms: 2000,
+            heartbeat_interval_ms: 100,
+            heartbeat_timeout_ms: 400,
+            drain_timeout_ms: 20000,
         },
     };
     (settings, want)
@@ -236,6 +306,141 @@ fn token_lists() {
 }
 
 #[test]
+fn sentinel_lists() {
+    let env = Env::new();
+    let redis = [
+        "--redis",
+        "redis://10.0.0.1:6379/0",
+        "--cluster-cookie",
+        "cookie-123",
+    ];
+    env.set("CHORUS_REDIS_SENTINELS", "s1:26379, s2:26379,,[::1]:26379 ");
+    let c = load(&redis).unwrap();
+    assert_eq!(
+        c.cluster.redis_sentinels,
+        ["s1:26379", "s2:26379", "[::1]:26379"]
+    );
+    let mut args = redis.to_vec();
+    args.extend(["--redis-sentinel", "a:1", "--redis-sentinel", "b:2"]);
+    let c = load(&args).unwrap();
+    assert_eq!(
+        c.cluster.redis_sentinels,
+        ["a:1", "b:2"],
+        "flags replace the env list"
+    );
+
+    let file = toml_file("[cluster]\nredis_sentinels = [\"f:3\"]\n");
+    env.set("CHORUS_REDIS_SENTINELS", " ");
+    let mut args = redis.to_vec();
+    args.extend(["--config", path_str(file.path())]);
+    let c = load(&args).unwrap();
+    assert_eq!(
+        c.cluster.redis_sentinels,
+        ["f:3"],
+        "a blank variable counts as unset"
+    );
+}
+
+#[test]
+fn cluster_membership_from_every_source() {
+    let env = Env::new();
+    assert!(!load(&[]).unwrap().is_cluster());
+
+    let file =
+        toml_file("[cluster]\nredis = \"redis://file:6379\"\ncluster_cookie = \"file-cookie\"\n");
+    let c = load(&["--config", path_str(file.path())]).unwrap();
+    assert!(c.is_cluster());
+    assert_eq!(c.cluster.redis.as_deref(), Some("redis://file:6379"));
+
+    env.set("CHORUS_REDIS", "redis://env:6379")
+        .set("CHORUS_CLUSTER_COOKIE", "env-cookie");
+    let c = load(&["--config", path_str(file.path())]).unwrap();
+    assert_eq!(
+        c.cluster.redis.as_deref(),
+        Some("redis://env:6379"),
+        "env beats file"
+    );
+    assert_eq!(c.cluster.cluster_cookie, "env-cookie", "env beats file");
+    let c = load(&["--cluster-cookie", "flag-cookie"]).unwrap();
+    assert_eq!(c.cluster.cluster_cookie, "flag-cookie", "flag beats env");
+
+    env.set("CHORUS_REDIS", "");
+    let c = load(&["--config", path_str(file.path())]).unwrap();
+    assert_eq!(
+        c.cluster.redis.as_deref(),
+        Some("redis://file:6379"),
+        "an empty variable counts as unset"
+    );
+}
+
+#[test]
+fn cluster_settings_are_validated_after_merging() {
+    let env = Env::new();
+    let err = load(&["--redis", "redis://127.0.0.1:6379"]).unwrap_err();
+    let ConfigError::Invalid { setting, value, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (setting.as_str(), value.as_str()),
+        ("cluster.cluster_cookie", "<0 characters, redacted>")
+    );
+    let shown = err.to_string();
+    assert!(
+        shown.contains("--cluster-cookie") && shown.contains("CHORUS_CLUSTER_COOKIE"),
+        "{shown}"
+    );
+
+    env.set("CHORUS_LEASE_MS", "1000");
+    let err = load(&["--renew-interval-ms", "600"]).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { setting, allowed, .. }
+            if setting == "cluster.renew_interval_ms" && allowed.contains("(500)")),
+        "{err:?}"
+    );
+
+    let err = load(&["--redis-sentinel", "s1:26379"]).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { setting, .. } if setting == "cluster.redis_sentinels"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn cookie_and_redis_password_are_never_printed() {
+    let env = Env::new();
+    env.set("CHORUS_CLUSTER_COOKIE", "s3cret-cookie")
+        .set("CHORUS_REDIS", "redis://:s3cret-pw@127.0.0.1:6379/0");
+    let c = load(&[]).unwrap();
+    assert_eq!(c.cluster.cluster_cookie, "s3cret-cookie");
+    let mut shown = format!("{c:?} {c:#?}");
+    shown += &Config::command().render_long_help().to_string();
+    match load(&["--help"]) {
+        Err(e) => shown += &e.to_string(),
+        Ok(c) => panic!("{c:?}"),
+    }
+    // Errors: a short cookie, a bad Redis URL, a repeated flag, a bad value next to the cookie.
+    env.set("CHORUS_CLUSTER_COOKIE", "s3cret");
+    shown += &format!("{:?}", load(&[]).unwrap_err());
+    shown += &load(&[]).unwrap_err().to_string();
+    env.set("CHORUS_REDIS", "http://:s3cret-pw@127.0.0.1:6379/0");
+    shown += &format!("{:?}", load(&[]).unwrap_err());
+    shown += &load(&[]).unwrap_err().to_string();
+    let twice = [
+        "--cluster-cookie",
+        "s3cret-1",
+        "--cluster-cookie",
+        "s3cret-2",
+    ];
+    shown += &load(&twice).unwrap_err().to_string();
+    shown += &load(&["--cluster-cookie", "s3cret-3", "--lease-ms", "x"])
+        .unwrap_err()
+        .to_string();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("[env: CHORUS_CLUSTER_COOKIE]"), "{shown}");
+    assert!(shown.contains("<redacted>@127.0.0.1:6379/0"), "{shown}");
+}
+
+#[test]
 fn empty_env_var_counts_as_unset() {
     let env = Env::new();
     let file = toml_file("listen = \"127.0.0.1:4004\"\n");
@@ -255,6 +460,13 @@ fn bad_env_values_name_the_variable() {
         ("CHORUS_FSYNC", "sometimes", "always or never"),
         ("CHORUS_ALLOW_ANONYMOUS", "maybe", "true or false"),
         ("CHORUS_PING_TIMEOUT_MS", "45s", "whole number"),
+        (
+            "CHORUS_CLUSTER_LISTEN",
+            "localhost:8090",
+            "IP address and port",
+        ),
+        ("CHORUS_REDIS_WAIT_REPLICAS", "-1", "0 to 4294967295"),
+        ("CHORUS_LEASE_MS", "3s", "whole number"),
     ] {
         let env = Env::new();
         env.set(var, value);
@@ -289,6 +501,8 @@ fn bad_flag_values_name_the_flag() {
         ("--op-burst", "-3"),
         ("--fsync", "Always"),
         ("--allow-anonymous", "perhaps"),
+        ("--cluster-listen", "*:8090"),
+        ("--heartbeat-timeout-ms", "1.5"),
     ] {
         let err = load(&[flag, value]).unwrap_err();
         let ConfigError::Cli(e) = &err else {

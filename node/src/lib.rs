@@ -3,8 +3,11 @@
 //! [`Node::start`] on `127.0.0.1:0` and drive the same code over real sockets.
 //!
 //! # Layout
-//! - [`Node`]: a running node (start, address, graceful shutdown).
+//! - [`Node`]: a running node (start, address, graceful shutdown or drain).
 //! - [`run`]: start, wait for a shutdown signal, shut down.
+//! - [`cluster`]: cluster mode (Redis membership and store, placement, router).
+
+pub mod cluster;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chorus_actors::document::supervisor::{DocumentSupervisor, SupervisorArgs, SupervisorMsg};
 use chorus_actors::document::CoreSettings;
+use chorus_actors::routing::{Directory, LocalDirectory};
 use chorus_actors::session_supervisor::{SessionSupervisor, SessionSupervisorArgs, SessionSupervisorMsg};
 use chorus_actors::store::embedded::{EmbeddedStore, FsyncPolicy};
 use chorus_actors::store::Store;
@@ -36,6 +40,7 @@ pub struct Node {
     accept: JoinHandle<()>,
     documents: ActorRef<SupervisorMsg>,
     sessions: ActorRef<SessionSupervisorMsg>,
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Node {
@@ -43,14 +48,23 @@ impl Node {
     pub async fn start(config: Config) -> anyhow::Result<Node> {
         config.validate().context("invalid configuration")?;
         let config = Arc::new(config);
-        let fsync = match config.store.fsync {
-            chorus_config::FsyncPolicy::Always => FsyncPolicy::Always,
-            chorus_config::FsyncPolicy::Never => FsyncPolicy::Never,
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let (store, cluster_base): (Arc<dyn Store>, Option<cluster::ClusterBase>) = if config.is_cluster() {
+            let base = cluster::start_base(&config, addr).await?;
+            let fenced = cluster::fenced::FencedStore::new(base.store.clone(), base.membership.clone());
+            (Arc::new(fenced), Some(base))
+        } else {
+            let fsync = match config.store.fsync {
+                chorus_config::FsyncPolicy::Always => FsyncPolicy::Always,
+                chorus_config::FsyncPolicy::Never => FsyncPolicy::Never,
+            };
+            let embedded = EmbeddedStore::open_dir(&config.data_dir, fsync)
+                .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+            (Arc::new(embedded), None)
         };
-        let store: Arc<dyn Store> = Arc::new(
-            EmbeddedStore::open_dir(&config.data_dir, fsync)
-                .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?,
-        );
         let d = &config.document;
         let settings = CoreSettings {
             history_ops: d.history_ops,
@@ -84,15 +98,27 @@ impl Node {
         )
         .await
         .context("starting the session supervisor")?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
+        let (cluster, directory): (Option<cluster::Cluster>, Arc<dyn Directory>) = match cluster_base {
+            Some(base) => {
+                let cluster = cluster::start_router(&config, base, documents.clone()).await?;
+                let directory = Arc::new(cluster::router::ClusterDirectory { router: cluster.router.clone() });
+                let membership = cluster.base.membership.clone();
+                tokio::spawn(async move {
+                    membership.lost().await;
+                    // Others may already own this node's documents: serve nothing more. A
+                    // process supervisor restarts the node as a new incarnation.
+                    tracing::error!("this node's cluster lease was lost; exiting");
+                    std::process::exit(75);
+                });
+                (Some(cluster), directory)
+            }
+            None => (None, Arc::new(LocalDirectory { supervisor: documents.clone() })),
+        };
         let (phase, phase_rx) = watch::channel(Phase::Running);
-        let web = Arc::new(WebContext::new(config.clone(), documents.clone(), sessions.clone(), phase_rx));
+        let web = Arc::new(WebContext::new(config.clone(), documents.clone(), directory, sessions.clone(), phase_rx));
         let accept = tokio::spawn(chorus_web::serve(listener, web.clone()));
         tracing::info!(%addr, node = %config.node_name, data_dir = %config.data_dir.display(), "chorus node listening");
-        Ok(Node { addr, config, phase, web, accept, documents, sessions })
+        Ok(Node { addr, config, phase, web, accept, documents, sessions, cluster })
     }
 
     /// The address the front listens on.
@@ -107,14 +133,28 @@ impl Node {
         tracing::info!("shutting down: draining");
         let _ = self.phase.send(Phase::Draining);
         let _ = self.accept.await;
-        let flushed = tokio::time::timeout(grace, self.documents.call(SupervisorMsg::FlushAll, Some(grace))).await;
-        match flushed {
-            Ok(Ok(ractor::rpc::CallResult::Success(count))) => tracing::info!(documents = count, "store flushed"),
-            other => tracing::warn!(?other, "store flush did not finish within the grace period"),
+        if let Some(cluster) = &self.cluster {
+            // Drain: hand every document over (flush, release ownership, subscribers reopen
+            // it on another node), so that a rolling restart loses nothing.
+            cluster.begin_drain().await;
+            let drain = Duration::from_millis(self.config.cluster.drain_timeout_ms);
+            match self.documents.call(SupervisorMsg::ReleaseAll, Some(drain)).await {
+                Ok(ractor::rpc::CallResult::Success(count)) => tracing::info!(documents = count, "documents handed over"),
+                other => tracing::warn!(?other, "document hand-over did not finish in time"),
+            }
+        } else {
+            let flushed = tokio::time::timeout(grace, self.documents.call(SupervisorMsg::FlushAll, Some(grace))).await;
+            match flushed {
+                Ok(Ok(ractor::rpc::CallResult::Success(count))) => tracing::info!(documents = count, "store flushed"),
+                other => tracing::warn!(?other, "store flush did not finish within the grace period"),
+            }
         }
         let _ = self.phase.send(Phase::Closing);
         if tokio::time::timeout(CLOSE_WAIT, self.web.wait_all_closed()).await.is_err() {
             tracing::warn!(open = self.web.active_connections(), "some connections did not close in time");
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
         }
         self.sessions.stop(Some("shutdown".into()));
         self.documents.stop(Some("shutdown".into()));

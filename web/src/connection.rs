@@ -63,7 +63,7 @@ pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: C
         conn,
         outbound: outbound.clone(),
         node_name: ctx.node_name.clone(),
-        supervisor: ctx.documents.clone(),
+        directory: ctx.directory.clone(),
         limits: SessionLimits {
             op_rate_per_s: limits.op_rate_per_s,
             op_burst: limits.op_burst,

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chorus_actors::document::supervisor::SupervisorMsg;
+use chorus_actors::routing::Directory;
 use chorus_actors::session_supervisor::SessionSupervisorMsg;
 use chorus_config::Config;
 use http_body_util::Full;
@@ -43,6 +44,8 @@ pub struct WebContext {
     pub node_name: Arc<str>,
     /// The document supervisor.
     pub documents: ActorRef<SupervisorMsg>,
+    /// Where sessions open documents (the supervisor, or the cluster router).
+    pub directory: Arc<dyn Directory>,
     /// The session supervisor.
     pub sessions: ActorRef<SessionSupervisorMsg>,
     /// The shutdown phase.
@@ -59,6 +62,7 @@ impl WebContext {
     pub fn new(
         config: Arc<Config>,
         documents: ActorRef<SupervisorMsg>,
+        directory: Arc<dyn Directory>,
         sessions: ActorRef<SessionSupervisorMsg>,
         phase: watch::Receiver<Phase>,
     ) -> WebContext {
@@ -66,6 +70,7 @@ impl WebContext {
             node_name: Arc::from(config.node_name.as_str()),
             config,
             documents,
+            directory,
             sessions,
             phase,
             started: Instant::now(),

@@ -12,6 +12,7 @@ use super::supervisor::SupervisorMsg;
 use crate::ids::{ClientId, DocId};
 use crate::ot::RawOp;
 use crate::outbound::Outbound;
+use crate::protocol::ErrorCode;
 use crate::store::{DocumentStore, Store, StoreError};
 
 /// Messages a document actor handles.
@@ -71,6 +72,14 @@ pub enum DocumentMsg {
     },
     /// Reply once every accepted op is durable (graceful shutdown).
     Flush(RpcReplyPort<()>),
+    /// Hand the document over (drain): refuse new ops, make everything durable, give up
+    /// ownership in the store, then reply; the supervisor stops the actor.
+    Release(RpcReplyPort<Result<(), String>>),
+    /// The store task finished releasing ownership.
+    Released {
+        /// How it went.
+        result: Result<(), StoreError>,
+    },
 }
 
 impl ractor::Message for DocumentMsg {}
@@ -101,6 +110,8 @@ pub struct DocumentState {
     idle_generation: u64,
     supervisor: ActorRef<SupervisorMsg>,
     flush_waiters: Vec<RpcReplyPort<()>>,
+    release_waiters: Vec<RpcReplyPort<Result<(), String>>>,
+    releasing: bool,
 }
 
 impl Actor for DocumentActor {
@@ -123,6 +134,8 @@ impl Actor for DocumentActor {
             idle_generation: 0,
             supervisor: args.supervisor,
             flush_waiters: Vec::new(),
+            release_waiters: Vec::new(),
+            releasing: false,
         })
     }
 
@@ -152,7 +165,12 @@ impl Actor for DocumentActor {
             DocumentMsg::Submit { conn, seq, rev, op } => {
                 #[cfg(feature = "fault-injection")]
                 fault_hook(&op);
-                state.core.submit(conn, seq, rev, op);
+                if state.releasing {
+                    let message = "the document is moving to another node; resubmit the same op";
+                    state.core.refuse(conn, ErrorCode::Unavailable, message, Some(seq));
+                } else {
+                    state.core.submit(conn, seq, rev, op);
+                }
             }
             DocumentMsg::Cursor { conn, rev, ranges } => state.core.cursor(conn, rev, ranges),
             DocumentMsg::StoreDone { store, result } => {
@@ -171,6 +189,16 @@ impl Actor for DocumentActor {
                 }
             }
             DocumentMsg::Flush(reply) => state.flush_waiters.push(reply),
+            DocumentMsg::Release(reply) => {
+                state.releasing = true;
+                state.release_waiters.push(reply);
+            }
+            DocumentMsg::Released { result } => {
+                let result = result.map_err(|e| e.to_string());
+                for waiter in state.release_waiters.drain(..) {
+                    let _ = waiter.send(result.clone());
+                }
+            }
         }
         drive(&myself, state);
         Ok(())
@@ -237,6 +265,15 @@ fn drive(myself: &ActorRef<DocumentMsg>, state: &mut DocumentState) {
     if state.core.is_flushed() {
         for waiter in state.flush_waiters.drain(..) {
             let _ = waiter.send(());
+        }
+        if state.releasing && !state.release_waiters.is_empty() {
+            if let Some(mut store) = state.store.take() {
+                let myself = myself.clone();
+                tokio::spawn(async move {
+                    let result = store.release().await;
+                    let _ = myself.cast(DocumentMsg::Released { result });
+                });
+            }
         }
     }
 }

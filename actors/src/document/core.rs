@@ -100,8 +100,6 @@ struct Seen {
 #[derive(Debug)]
 struct Entry {
     record: LogRecord,
-    /// Connection that submitted it, to receive the ack.
-    author: Option<ConnId>,
 }
 
 #[derive(Debug)]
@@ -117,13 +115,6 @@ struct Subscriber<S> {
 enum Job {
     Append { up_to: u64 },
     Compact { rev: u64 },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DeferredAck {
-    conn: ConnId,
-    seq: u64,
-    rev: u64,
 }
 
 /// One document's authoritative state.
@@ -147,7 +138,6 @@ pub struct DocumentCore<S> {
     durable_clients: HashMap<ClientId, Seen>,
     subscribers: BTreeMap<ConnId, Subscriber<S>>,
     outputs: VecDeque<Output<S>>,
-    deferred_acks: Vec<DeferredAck>,
     job: Option<Job>,
     logged_since_snapshot: usize,
     opens_seen: u64,
@@ -181,7 +171,7 @@ impl<S: Clone> DocumentCore<S> {
                 .map_err(|e| corrupt(format!("op at revision {} does not apply: {e}", record.rev)))?;
             rev = record.rev;
             clients.insert(record.client.clone(), Seen { seq: record.seq, rev });
-            history.push_back(Entry { record, author: None });
+            history.push_back(Entry { record });
             if history.len() > settings.history_ops {
                 history.pop_front();
             }
@@ -200,7 +190,6 @@ impl<S: Clone> DocumentCore<S> {
             clients,
             subscribers: BTreeMap::new(),
             outputs: VecDeque::new(),
-            deferred_acks: Vec::new(),
             job: None,
             logged_since_snapshot: logged,
             opens_seen: 0,
@@ -278,7 +267,8 @@ impl<S: Clone> DocumentCore<S> {
         let ranges = self.subscribers.remove(&conn).and_then(|s| s.ranges);
         let frame = self.opened_frame(since);
         self.outputs.push_back(Output::Send { to: handle.clone(), frame });
-        for (other, sub) in &self.subscribers {
+        // Per other client: not the cursor of this client's own older connection.
+        for (other, sub) in self.subscribers.iter().filter(|(_, sub)| sub.client != client) {
             if let Some(r) = &sub.ranges {
                 debug_assert_ne!(*other, conn);
                 let frame = ServerMsg::Cursor {
@@ -336,12 +326,17 @@ impl<S: Clone> DocumentCore<S> {
     /// A connection stops following the document; the others are told it left.
     pub fn close(&mut self, conn: ConnId) {
         let Some(sub) = self.subscribers.remove(&conn) else { return };
-        self.deferred_acks.retain(|a| a.conn != conn);
         let still_here = self.subscribers.values().any(|s| s.client == sub.client);
         if !still_here && !self.subscribers.is_empty() {
             let frame = ServerMsg::Left { doc: self.doc.as_str(), client: sub.client.as_str() }.encode();
             self.outputs.push_back(Output::Broadcast { except: Some(conn), frame });
         }
+    }
+
+    /// Refuses a message from `conn` with an error (used by the driver, e.g. while the
+    /// document is being handed to another node).
+    pub fn refuse(&mut self, conn: ConnId, code: ErrorCode, message: &str, seq: Option<u64>) {
+        self.reply_error(conn, code, message, seq);
     }
 
     fn reply_error(&mut self, conn: ConnId, code: ErrorCode, message: &str, seq: Option<u64>) {
@@ -366,9 +361,8 @@ impl<S: Clone> DocumentCore<S> {
                 Some(s) if s.seq == seq => s.rev,
                 _ => self.find_rev(&client, seq).unwrap_or(last.map_or(0, |s| s.rev)),
             };
-            if rev > self.durable_rev {
-                self.deferred_acks.push(DeferredAck { conn, seq, rev });
-            } else {
+            // Not durable yet: every connection of this client gets the ack once it is.
+            if rev <= self.durable_rev {
                 self.ack(conn, seq, rev);
             }
             return;
@@ -426,7 +420,7 @@ impl<S: Clone> DocumentCore<S> {
         self.rev += 1;
         self.len = op.target_len();
         self.clients.insert(client.clone(), Seen { seq, rev: self.rev });
-        self.history.push_back(Entry { record: LogRecord { rev: self.rev, client, seq, op }, author: Some(conn) });
+        self.history.push_back(Entry { record: LogRecord { rev: self.rev, client, seq, op } });
         self.bound_dedup_tables();
     }
 
@@ -581,25 +575,32 @@ impl<S: Clone> DocumentCore<S> {
             let record = &entry.record;
             self.durable_clients.insert(record.client.clone(), Seen { seq: record.seq, rev });
             let doc = self.doc.as_str();
-            if let Some(author) = entry.author.and_then(|conn| self.subscribers.get(&conn).map(|s| (conn, s))) {
+            // The author's client gets the ack, every other client the op (PROTOCOL "Edits"), on
+            // every connection it has the document open on: after a reconnect the client may not
+            // have resubmitted from the new one yet, and the old one may not be closed yet. Sent
+            // its own op instead, a client would apply it a second time.
+            let own: Vec<ConnId> =
+                self.subscribers.iter().filter(|(_, s)| s.client == record.client).map(|(conn, _)| *conn).collect();
+            if !own.is_empty() {
                 let frame = ServerMsg::Ack { doc, seq: record.seq, rev }.encode();
-                self.outputs.push_back(Output::Send { to: author.1.handle.clone(), frame });
+                for sub in own.iter().filter_map(|conn| self.subscribers.get(conn)) {
+                    self.outputs.push_back(Output::Send { to: sub.handle.clone(), frame: frame.clone() });
+                }
             }
-            if self.subscribers.len() > usize::from(entry.author.is_some_and(|a| self.subscribers.contains_key(&a))) {
+            if self.subscribers.len() > own.len() {
                 let frame = ServerMsg::Op { doc, rev, client: record.client.as_str(), op: &record.op }.encode();
-                self.outputs.push_back(Output::Broadcast { except: entry.author, frame });
+                if own.len() <= 1 {
+                    self.outputs.push_back(Output::Broadcast { except: own.first().copied(), frame });
+                } else {
+                    for sub in self.subscribers.values().filter(|s| s.client != record.client) {
+                        self.outputs.push_back(Output::Send { to: sub.handle.clone(), frame: frame.clone() });
+                    }
+                }
             }
         }
         self.logged_since_snapshot += (up_to + 1 - first) as usize;
         self.durable_rev = up_to;
         debug_assert_eq!(self.text.len_chars(), self.len_at(self.durable_rev).unwrap_or(usize::MAX));
-        if !self.deferred_acks.is_empty() {
-            let (ready, waiting): (Vec<_>, Vec<_>) = self.deferred_acks.drain(..).partition(|a| a.rev <= up_to);
-            self.deferred_acks = waiting;
-            for a in ready {
-                self.ack(a.conn, a.seq, a.rev);
-            }
-        }
         while self.history.len() > self.settings.history_ops
             && self.history.front().is_some_and(|e| e.record.rev <= self.durable_rev)
         {

@@ -16,7 +16,7 @@ use super::actor::{DocumentActor, DocumentArgs, DocumentMsg};
 use super::core::{ConnId, CoreSettings};
 use crate::ids::{ClientId, DocId};
 use crate::outbound::Outbound;
-use crate::session::SessionMsg;
+use crate::routing::SubscriberEvents;
 use crate::store::Store;
 
 /// How long a flush waits for one document during shutdown.
@@ -25,8 +25,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection following a document, as the supervisor remembers it for re-opening.
 #[derive(Debug, Clone)]
 pub struct Subscription {
-    /// The connection's session.
-    pub session: ActorRef<SessionMsg>,
+    /// Told when the document restarts or is lost.
+    pub events: Arc<dyn SubscriberEvents>,
     /// Connection id.
     pub conn: ConnId,
     /// Its send queue.
@@ -45,6 +45,14 @@ pub enum OpenRefused {
     /// The document could not be loaded or keeps failing.
     #[error("document unavailable: {0}")]
     Unavailable(String),
+    /// Another live node owns the document (cluster stores only).
+    #[error("document owned by node {node}")]
+    OwnedElsewhere {
+        /// The owner's node name.
+        node: String,
+        /// The owner's incarnation.
+        incarnation: String,
+    },
 }
 
 /// Messages of the document supervisor.
@@ -86,6 +94,9 @@ pub enum SupervisorMsg {
     FlushAll(RpcReplyPort<usize>),
     /// Counts for health and metrics.
     Stats(RpcReplyPort<SupervisorStats>),
+    /// Drain: hand every document over (flush, release ownership, stop) and tell each
+    /// subscriber to open it again elsewhere; replies with how many documents.
+    ReleaseAll(RpcReplyPort<usize>),
 }
 
 impl ractor::Message for SupervisorMsg {}
@@ -191,6 +202,31 @@ impl Actor for DocumentSupervisor {
                     let _ = reply.send(count);
                 });
             }
+            SupervisorMsg::ReleaseAll(reply) => {
+                let entries: Vec<(DocId, Entry)> = state.docs.drain().collect();
+                for (_, entry) in &entries {
+                    state.by_actor.remove(&entry.actor.get_id());
+                }
+                tokio::spawn(async move {
+                    let count = entries.len();
+                    let releases = entries.into_iter().map(|(doc, entry)| async move {
+                        let started = Instant::now();
+                        let released = entry.actor.call(DocumentMsg::Release, Some(FLUSH_TIMEOUT)).await;
+                        entry.actor.stop(Some("released".to_owned()));
+                        match released {
+                            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {
+                                tracing::info!(%doc, pause_ms = started.elapsed().as_millis() as u64, "document handed over");
+                            }
+                            other => tracing::warn!(%doc, ?other, "document release did not complete"),
+                        }
+                        for s in entry.subscriptions.values() {
+                            s.events.lost(&doc, "the document moved to another node");
+                        }
+                    });
+                    futures_join_all(releases).await;
+                    let _ = reply.send(count);
+                });
+            }
             SupervisorMsg::Stats(reply) => {
                 let _ = reply.send(SupervisorStats { documents: state.docs.len(), restarts: state.restarts });
             }
@@ -224,6 +260,21 @@ impl Actor for DocumentSupervisor {
     }
 }
 
+/// Finds a store's `OwnedElsewhere` refusal inside a failed start.
+fn owned_elsewhere(error: &ractor::SpawnErr) -> Option<OpenRefused> {
+    let ractor::SpawnErr::StartupFailed(inner) = error else { return None };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(e) = source {
+        if let Some(crate::store::StoreError::OwnedElsewhere { node, incarnation }) =
+            e.downcast_ref::<crate::store::StoreError>()
+        {
+            return Some(OpenRefused::OwnedElsewhere { node: node.clone(), incarnation: incarnation.clone() });
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// Awaits every future (a tiny join_all, to avoid a dependency for one call site).
 async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futures: impl Iterator<Item = F>) {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
@@ -251,6 +302,9 @@ impl DocumentSupervisorState {
                 Ok(actor)
             }
             Err(e) => {
+                if let Some(refused) = owned_elsewhere(&e) {
+                    return Err(refused);
+                }
                 tracing::error!(%doc, error = %e, "document failed to start");
                 Err(OpenRefused::Unavailable(format!("the document could not be loaded: {e}")))
             }
@@ -308,7 +362,7 @@ impl DocumentSupervisorState {
         let give_up = |reason: String, entry: Entry, failed: &mut HashMap<DocId, Instant>, window: Duration| {
             failed.insert(doc.clone(), now + window);
             for s in entry.subscriptions.values() {
-                let _ = s.session.cast(SessionMsg::DocumentLost { doc: doc.clone(), reason: reason.clone() });
+                s.events.lost(&doc, &reason);
             }
         };
         if entry.restarts.len() >= self.args.max_restarts as usize {
@@ -321,7 +375,16 @@ impl DocumentSupervisorState {
         self.restarts += 1;
         let actor = match self.spawn_document(myself, &doc).await {
             Ok(actor) => actor,
-            Err(OpenRefused::Unavailable(reason)) => {
+            Err(refused) => {
+                // Moved to another node, or cannot load: every subscriber opens it again
+                // through its directory (which finds the new owner, or reports unavailable).
+                let reason = refused.to_string();
+                if matches!(refused, OpenRefused::OwnedElsewhere { .. }) {
+                    for s in entry.subscriptions.values() {
+                        s.events.lost(&doc, &reason);
+                    }
+                    return;
+                }
                 let window = self.args.restart_window;
                 give_up(reason, entry, &mut self.failed, window);
                 return;
@@ -341,7 +404,7 @@ impl DocumentSupervisorState {
             if actor.cast(open).is_ok() {
                 entry.opens_forwarded += 1;
             }
-            let _ = s.session.cast(SessionMsg::DocumentRestarted { doc: doc.clone(), actor: actor.clone() });
+            s.events.restarted(&doc, &actor);
         }
         tracing::info!(%doc, "document actor restarted from its store");
         self.docs.insert(doc, entry);

@@ -11,8 +11,7 @@ impl Op {
                 got: next.base_len,
             });
         }
-        let mut builder =
-            OpBuilder::with_capacity(self.components.len() + next.components.len());
+        let mut builder = OpBuilder::with_capacity(self.components.len() + next.components.len());
         let mut first = Pieces::new(self);
         let mut second = Pieces::new(next);
         loop {

@@ -280,7 +280,8 @@ impl OpBuilder {
                 {
                     previous.push_str(text.as_ref());
                 } else {
-                    self.components.insert(len - 1, Component::Insert(text.into()));
+                    self.components
+                        .insert(len - 1, Component::Insert(text.into()));
                 }
             }
             _ => self.components.push(Component::Insert(text.into())),

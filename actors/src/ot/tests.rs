@@ -11,11 +11,6 @@ fn parse(json: &str, base_len: usize) -> Result<Op, OpError> {
     Op::from_raw(raw, base_len)
 }
 
-/// Builds an op from typed components, panicking on invalid test input.
-fn op(components: Vec<Component>, base_len: usize) -> Op {
-    Op::from_components(components, base_len).expect("test op must be valid")
-}
-
 fn insert(text: &str) -> Component {
     Insert(text.to_owned())
 }
@@ -50,10 +45,34 @@ fn rejects_every_malformed_class() {
         // Beyond 64 bits serde_json hands the number over as a float.
         ("[18446744073709551616]", OpError::NotAnInteger),
         ("[-99999999999999999999999]", OpError::NotAnInteger),
-        ("[4]", OpError::PastEnd { reach: 4, base_len: 3 }),
-        ("[-4]", OpError::PastEnd { reach: 4, base_len: 3 }),
-        ("[2, -2]", OpError::PastEnd { reach: 4, base_len: 3 }),
-        (r#"["abc", 3, 1]"#, OpError::PastEnd { reach: 4, base_len: 3 }),
+        (
+            "[4]",
+            OpError::PastEnd {
+                reach: 4,
+                base_len: 3,
+            },
+        ),
+        (
+            "[-4]",
+            OpError::PastEnd {
+                reach: 4,
+                base_len: 3,
+            },
+        ),
+        (
+            "[2, -2]",
+            OpError::PastEnd {
+                reach: 4,
+                base_len: 3,
+            },
+        ),
+        (
+            r#"["abc", 3, 1]"#,
+            OpError::PastEnd {
+                reach: 4,
+                base_len: 3,
+            },
+        ),
     ];
     for (json, expected) in cases {
         assert_eq!(parse(json, 3).as_ref(), Err(expected), "op {json}");
@@ -63,7 +82,10 @@ fn rejects_every_malformed_class() {
 #[test]
 fn raw_op_accepts_only_arrays() {
     for json in ["{}", "1", r#""abc""#, "null", "true", r#"{"op": [1]}"#] {
-        assert!(serde_json::from_str::<RawOp>(json).is_err(), "{json} must not decode");
+        assert!(
+            serde_json::from_str::<RawOp>(json).is_err(),
+            "{json} must not decode"
+        );
     }
     // Malformed JSON inside the array is still a serde error.
     assert!(serde_json::from_str::<RawOp>("[1,]").is_err());
@@ -93,16 +115,28 @@ fn raw_op_decodes_every_element_kind() {
 #[test]
 fn from_components_rejects_like_from_raw() {
     assert_eq!(Op::from_components(vec![], 0), Err(OpError::Empty));
-    assert_eq!(Op::from_components(vec![Retain(0)], 3), Err(OpError::ZeroLength));
-    assert_eq!(Op::from_components(vec![Delete(0)], 3), Err(OpError::ZeroLength));
-    assert_eq!(Op::from_components(vec![insert("")], 3), Err(OpError::ZeroLength));
+    assert_eq!(
+        Op::from_components(vec![Retain(0)], 3),
+        Err(OpError::ZeroLength)
+    );
+    assert_eq!(
+        Op::from_components(vec![Delete(0)], 3),
+        Err(OpError::ZeroLength)
+    );
+    assert_eq!(
+        Op::from_components(vec![insert("")], 3),
+        Err(OpError::ZeroLength)
+    );
     assert_eq!(
         Op::from_components(vec![Retain(1 << 41)], usize::MAX),
         Err(OpError::TooLong)
     );
     assert_eq!(
         Op::from_components(vec![Retain(2), Delete(2)], 3),
-        Err(OpError::PastEnd { reach: 4, base_len: 3 })
+        Err(OpError::PastEnd {
+            reach: 4,
+            base_len: 3
+        })
     );
 }
 
@@ -169,12 +203,18 @@ fn apply_refuses_wrong_length_without_panicking() {
     let mut rope = Rope::from_str("ab");
     assert_eq!(
         op.apply(&mut rope),
-        Err(OpError::LengthMismatch { expected: 3, got: 2 })
+        Err(OpError::LengthMismatch {
+            expected: 3,
+            got: 2
+        })
     );
     assert_eq!(rope.to_string(), "ab");
     assert_eq!(
         op.apply_to_str("😀😀😀😀"),
-        Err(OpError::LengthMismatch { expected: 3, got: 4 })
+        Err(OpError::LengthMismatch {
+            expected: 3,
+            got: 4
+        })
     );
 }
 
@@ -189,7 +229,10 @@ fn compose_is_apply_in_sequence() {
     assert_eq!(composed.apply_to_str(text).unwrap(), end);
     assert_eq!(
         second.compose(&first),
-        Err(OpError::LengthMismatch { expected: second.target_len(), got: 13 })
+        Err(OpError::LengthMismatch {
+            expected: second.target_len(),
+            got: 13
+        })
     );
 }
 
@@ -199,15 +242,22 @@ fn transform_converges_and_first_insert_goes_left() {
     let first = parse(r#"[1, "X"]"#, 3).unwrap();
     let second = parse(r#"[1, "Y"]"#, 3).unwrap();
     let (first_prime, second_prime) = Op::transform(&first, &second).unwrap();
-    let via_first = second_prime.apply_to_str(&first.apply_to_str(text).unwrap()).unwrap();
-    let via_second = first_prime.apply_to_str(&second.apply_to_str(text).unwrap()).unwrap();
+    let via_first = second_prime
+        .apply_to_str(&first.apply_to_str(text).unwrap())
+        .unwrap();
+    let via_second = first_prime
+        .apply_to_str(&second.apply_to_str(text).unwrap())
+        .unwrap();
     assert_eq!(via_first, "aXYbc");
     assert_eq!(via_second, "aXYbc");
     assert_eq!(second.transform_over(&first).unwrap(), second_prime);
     let third = parse("[2]", 2).unwrap();
     assert_eq!(
         Op::transform(&first, &third),
-        Err(OpError::LengthMismatch { expected: 3, got: 2 })
+        Err(OpError::LengthMismatch {
+            expected: 3,
+            got: 2
+        })
     );
 }
 
@@ -217,8 +267,12 @@ fn transform_overlapping_deletes() {
     let first = parse(r#"[2, -5, "A"]"#, 10).unwrap();
     let second = parse(r#"[4, -5, "B"]"#, 10).unwrap();
     let (first_prime, second_prime) = Op::transform(&first, &second).unwrap();
-    let via_first = second_prime.apply_to_str(&first.apply_to_str(text).unwrap()).unwrap();
-    let via_second = first_prime.apply_to_str(&second.apply_to_str(text).unwrap()).unwrap();
+    let via_first = second_prime
+        .apply_to_str(&first.apply_to_str(text).unwrap())
+        .unwrap();
+    let via_second = first_prime
+        .apply_to_str(&second.apply_to_str(text).unwrap())
+        .unwrap();
     assert_eq!(via_first, via_second);
     assert_eq!(via_first, "01AB9");
 }
@@ -227,7 +281,17 @@ fn transform_overlapping_deletes() {
 fn cursors_move_over_inserts_and_deletes() {
     let op = parse(r#"[2, "xy", 2, -3, 1]"#, 8).unwrap();
     // Before the insert, at it (moves right), after it, at and inside the delete, after it.
-    let moves = [(0, 0), (1, 1), (2, 4), (3, 5), (4, 6), (5, 6), (6, 6), (7, 6), (8, 7)];
+    let moves = [
+        (0, 0),
+        (1, 1),
+        (2, 4),
+        (3, 5),
+        (4, 6),
+        (5, 6),
+        (6, 6),
+        (7, 6),
+        (8, 7),
+    ];
     for (before, after) in moves {
         assert_eq!(transform_position(before, &op), after, "position {before}");
     }
@@ -255,7 +319,11 @@ fn serializes_the_wire_array() {
         let op = parse(json, base_len).unwrap();
         let serialized = serde_json::to_string(&op).unwrap();
         assert_eq!(serialized, expected, "op {json}");
-        assert_eq!(parse(&serialized, base_len).unwrap(), op, "round trip of {json}");
+        assert_eq!(
+            parse(&serialized, base_len).unwrap(),
+            op,
+            "round trip of {json}"
+        );
     }
     assert_eq!(serde_json::to_string(&Op::identity(4)).unwrap(), "[4]");
     // The empty-document identity serializes as [] (documented: never broadcast a no-op).
@@ -265,8 +333,15 @@ fn serializes_the_wire_array() {
 #[test]
 fn error_messages_are_human() {
     assert_eq!(
-        OpError::PastEnd { reach: 4, base_len: 3 }.to_string(),
+        OpError::PastEnd {
+            reach: 4,
+            base_len: 3
+        }
+        .to_string(),
         "the op reaches code point 4, past the end of its 3-code-point base document"
     );
-    assert_eq!(OpError::Empty.to_string(), "an op must have at least one component");
+    assert_eq!(
+        OpError::Empty.to_string(),
+        "an op must have at least one component"
+    );
 }

@@ -27,11 +27,7 @@ impl Op {
 }
 
 /// The transform itself; builds first' only if `build_first` is set.
-fn transform_impl(
-    first: &Op,
-    second: &Op,
-    build_first: bool,
-) -> Result<(Option<Op>, Op), OpError> {
+fn transform_impl(first: &Op, second: &Op, build_first: bool) -> Result<(Option<Op>, Op), OpError> {
     if first.base_len != second.base_len {
         return Err(OpError::LengthMismatch {
             expected: first.base_len,

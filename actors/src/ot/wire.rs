@@ -103,7 +103,10 @@ impl<'de> Visitor<'de> for RawComponentVisitor {
     }
 
     fn visit_u128<E: de::Error>(self, value: u128) -> Result<RawComponent, E> {
-        Ok(u64::try_from(value).map_or(RawComponent::Invalid(OpError::TooLong), RawComponent::Retain))
+        Ok(u64::try_from(value).map_or(
+            RawComponent::Invalid(OpError::TooLong),
+            RawComponent::Retain,
+        ))
     }
 
     fn visit_f64<E: de::Error>(self, _value: f64) -> Result<RawComponent, E> {

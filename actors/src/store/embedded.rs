@@ -29,7 +29,7 @@
 //! With [`FsyncPolicy::Never`] nothing is synced: `kill -9` loses nothing (the kernel still has
 //! every write), but power loss may lose recent ops or leave a document that does not load.
 
-mod codec;
+pub(super) mod codec;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -92,7 +92,11 @@ impl EmbeddedStore {
         if fsync == FsyncPolicy::Always {
             sync_dir(data_dir)?;
         }
-        Ok(EmbeddedStore { docs_dir, fsync, doc_locks: Mutex::new(HashMap::new()) })
+        Ok(EmbeddedStore {
+            docs_dir,
+            fsync,
+            doc_locks: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The directory that holds `doc`'s files (it exists only once something was written).
@@ -103,7 +107,10 @@ impl EmbeddedStore {
     /// Waits until no other handle of `doc` (nor a task it started) uses its files.
     async fn lock_doc(&self, doc: &DocId) -> Result<DocLock, StoreError> {
         let mutex = {
-            let mut locks = self.doc_locks.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut locks = self
+                .doc_locks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             locks.retain(|_, mutex| Arc::strong_count(mutex) > 1);
             Arc::clone(locks.entry(doc_dir_name(doc)).or_default())
         };
@@ -127,7 +134,10 @@ impl Store for EmbeddedStore {
         doc: &DocId,
     ) -> Result<(Box<dyn DocumentStore>, StoredDocument), StoreError> {
         let lock = self.lock_doc(doc).await?;
-        let paths = Arc::new(DocPaths { dir: self.doc_dir(doc), docs_dir: self.docs_dir.clone() });
+        let paths = Arc::new(DocPaths {
+            dir: self.doc_dir(doc),
+            docs_dir: self.docs_dir.clone(),
+        });
         let fsync = self.fsync;
         let task_paths = Arc::clone(&paths);
         let task_doc = doc.clone();
@@ -262,7 +272,8 @@ impl DocumentStore for EmbeddedDocument {
         .await?;
         self.log = state;
         let start = result?;
-        self.kept_offsets.extend(relative_offsets.into_iter().map(|offset| start + offset));
+        self.kept_offsets
+            .extend(relative_offsets.into_iter().map(|offset| start + offset));
         Ok(())
     }
 
@@ -298,9 +309,10 @@ impl DocumentStore for EmbeddedDocument {
         let rebase = result?;
         let kept = self.kept_offsets.split_off(keep_index);
         self.kept_offsets = match rebase {
-            Some((old_start, new_start)) => {
-                kept.into_iter().map(|offset| offset - old_start + new_start).collect()
-            }
+            Some((old_start, new_start)) => kept
+                .into_iter()
+                .map(|offset| offset - old_start + new_start)
+                .collect(),
             None => kept,
         };
         self.snapshot_rev = snapshot.rev;
@@ -338,13 +350,20 @@ fn load(paths: &DocPaths, doc: &DocId, fsync: FsyncPolicy) -> Result<Loaded, Sto
     }
     let snapshot = read_snapshot(&paths.file(SNAPSHOT_FILE), doc)?;
     let snapshot_rev = snapshot.as_ref().map_or(0, |snapshot| snapshot.rev);
-    let (log, records, kept_offsets) =
-        read_log(&paths.file(LOG_FILE), doc, snapshot_rev, fsync)?;
+    let (log, records, kept_offsets) = read_log(&paths.file(LOG_FILE), doc, snapshot_rev, fsync)?;
     if fsync == FsyncPolicy::Always {
         sync_dir(&paths.dir)?;
         sync_dir(&paths.docs_dir)?;
     }
-    Ok(Loaded { stored: StoredDocument { snapshot, log: records }, log, snapshot_rev, kept_offsets })
+    Ok(Loaded {
+        stored: StoredDocument {
+            snapshot,
+            log: records,
+        },
+        log,
+        snapshot_rev,
+        kept_offsets,
+    })
 }
 
 /// Reads and checks the snapshot file, if there is one.
@@ -356,14 +375,23 @@ fn read_snapshot(path: &Path, doc: &DocId) -> Result<Option<Snapshot>, StoreErro
     };
     let size = file.metadata()?.len();
     if size > codec::MAX_SNAPSHOT_BYTES {
-        return Err(corrupt(doc, format!("snapshot file is {size} bytes, over {}", codec::MAX_SNAPSHOT_BYTES)));
+        return Err(corrupt(
+            doc,
+            format!(
+                "snapshot file is {size} bytes, over {}",
+                codec::MAX_SNAPSHOT_BYTES
+            ),
+        ));
     }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    let (stored_id, snapshot) =
-        codec::decode_snapshot(&bytes).map_err(|detail| corrupt(doc, format!("snapshot: {detail}")))?;
+    let (stored_id, snapshot) = codec::decode_snapshot(&bytes)
+        .map_err(|detail| corrupt(doc, format!("snapshot: {detail}")))?;
     if stored_id != doc.as_str() {
-        return Err(corrupt(doc, format!("snapshot belongs to document {stored_id:?}")));
+        return Err(corrupt(
+            doc,
+            format!("snapshot belongs to document {stored_id:?}"),
+        ));
     }
     Ok(Some(snapshot))
 }
@@ -392,13 +420,19 @@ fn read_log(
         tracing::warn!(%doc, "empty log file (interrupted first write); treating the document as new");
         return Ok((LogState::Absent, Vec::new(), Vec::new()));
     }
-    let (stored_id, header_len) =
-        codec::decode_log_header(&bytes).map_err(|detail| corrupt(doc, format!("log header: {detail}")))?;
+    let (stored_id, header_len) = codec::decode_log_header(&bytes)
+        .map_err(|detail| corrupt(doc, format!("log header: {detail}")))?;
     if stored_id != doc.as_str() {
-        return Err(corrupt(doc, format!("log belongs to document {stored_id:?}")));
+        return Err(corrupt(
+            doc,
+            format!("log belongs to document {stored_id:?}"),
+        ));
     }
     let scan = codec::scan_log(&bytes, header_len).map_err(|at| {
-        corrupt(doc, format!("log record at byte offset {}: {}", at.offset, at.detail))
+        corrupt(
+            doc,
+            format!("log record at byte offset {}: {}", at.offset, at.detail),
+        )
     })?;
     let mut records = Vec::with_capacity(scan.records.len());
     let mut kept_offsets = Vec::with_capacity(scan.records.len());
@@ -412,7 +446,9 @@ fn read_log(
         if rev != expected {
             return Err(corrupt(
                 doc,
-                format!("log record at byte offset {offset} has revision {rev}, expected {expected}"),
+                format!(
+                    "log record at byte offset {offset} has revision {rev}, expected {expected}"
+                ),
             ));
         }
         records.push(decoded.record);
@@ -429,11 +465,22 @@ fn read_log(
     if fsync == FsyncPolicy::Always {
         file.sync_data()?;
     }
-    Ok((LogState::Open(LogFile { file, len: scan.valid_len }), records, kept_offsets))
+    Ok((
+        LogState::Open(LogFile {
+            file,
+            len: scan.valid_len,
+        }),
+        records,
+        kept_offsets,
+    ))
 }
 
 /// Appends encoded records to an open log; returns the state to keep and where they start.
-fn append_to_log(mut log: LogFile, bytes: &[u8], fsync: FsyncPolicy) -> (LogState, io::Result<u64>) {
+fn append_to_log(
+    mut log: LogFile,
+    bytes: &[u8],
+    fsync: FsyncPolicy,
+) -> (LogState, io::Result<u64>) {
     let start = log.len;
     let written = log.file.write_all(bytes).and_then(|()| match fsync {
         FsyncPolicy::Always => log.file.sync_data(),
@@ -445,7 +492,10 @@ fn append_to_log(mut log: LogFile, bytes: &[u8], fsync: FsyncPolicy) -> (LogStat
             (LogState::Open(log), Ok(start))
         }
         // Some of the records may be on disk: only load can sort that out.
-        Err(error) => (LogState::Broken(format!("a log append failed: {error}")), Err(error)),
+        Err(error) => (
+            LogState::Broken(format!("a log append failed: {error}")),
+            Err(error),
+        ),
     }
 }
 
@@ -471,10 +521,16 @@ fn create_log(
         let _ = fs::remove_file(&tmp);
         return (LogState::Absent, Err(error));
     }
-    let log = LogFile { file, len: bytes.len() as u64 };
+    let log = LogFile {
+        file,
+        len: bytes.len() as u64,
+    };
     match sync_dirs(paths, fsync) {
         Ok(()) => (LogState::Open(log), Ok(header_len)),
-        Err(error) => (LogState::Broken(format!("syncing a new log failed: {error}")), Err(error)),
+        Err(error) => (
+            LogState::Broken(format!("syncing a new log failed: {error}")),
+            Err(error),
+        ),
     }
 }
 
@@ -532,7 +588,10 @@ fn compact_files(
         return (LogState::Open(log), Err(error.into()));
     }
     // Crash point 4: the new log is in place (the old file handle now points at nothing).
-    let new_log = LogFile { file: new_file, len: bytes.len() as u64 };
+    let new_log = LogFile {
+        file: new_file,
+        len: bytes.len() as u64,
+    };
     match sync_dir_if(&job.paths.dir, job.fsync) {
         Ok(()) => (LogState::Open(new_log), Ok(Some((keep_from, new_start)))),
         Err(error) => (
@@ -553,11 +612,18 @@ fn read_kept(log: &mut LogFile, keep_from: u64, job: &CompactJob) -> Result<Vec<
         Ok(count) if count == job.keep_count => Ok(kept),
         Ok(count) => Err(corrupt(
             &job.doc,
-            format!("log after byte offset {keep_from} holds {count} records, expected {}", job.keep_count),
+            format!(
+                "log after byte offset {keep_from} holds {count} records, expected {}",
+                job.keep_count
+            ),
         )),
         Err(at) => Err(corrupt(
             &job.doc,
-            format!("log record at byte offset {}: {}", keep_from + at.offset, at.detail),
+            format!(
+                "log record at byte offset {}: {}",
+                keep_from + at.offset,
+                at.detail
+            ),
         )),
     }
 }
@@ -577,7 +643,11 @@ fn install_snapshot(job: &CompactJob) -> io::Result<()> {
 /// for reading and appending.
 fn write_tmp(path: &Path, bytes: &[u8], fsync: FsyncPolicy) -> io::Result<File> {
     remove_if_present(path)?;
-    let mut file = OpenOptions::new().read(true).append(true).create_new(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .open(path)?;
     let written = file.write_all(bytes).and_then(|()| match fsync {
         FsyncPolicy::Always => file.sync_data(),
         FsyncPolicy::Never => Ok(()),
@@ -615,7 +685,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Directories cannot be opened as files here; renames are durable once their files are.
+/// Off Unix a directory cannot be opened to sync it; its entries are left to the file system.
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
@@ -645,7 +715,10 @@ async fn run_blocking<T: Send + 'static>(
 }
 
 fn corrupt(doc: &DocId, detail: String) -> StoreError {
-    StoreError::Corrupt { doc: doc.clone(), detail }
+    StoreError::Corrupt {
+        doc: doc.clone(),
+        detail,
+    }
 }
 
 /// A caller broke the store's contract (a revision out of order, an unencodable record).

@@ -5,6 +5,7 @@
 //! Implementations: [`embedded::EmbeddedStore`] (local disk, the single-node default).
 
 pub mod embedded;
+pub mod redis;
 
 use crate::ids::{ClientId, DocId};
 use crate::ot::Op;
@@ -74,6 +75,27 @@ pub enum StoreError {
     /// This node no longer owns the document (cluster stores); nothing was written.
     #[error("fenced: this node no longer owns the document")]
     Fenced,
+    /// Another live node owns the document (cluster stores); nothing was loaded or written.
+    #[error("document owned by node {node} (incarnation {incarnation})")]
+    OwnedElsewhere {
+        /// The owner's node name.
+        node: String,
+        /// The owner's incarnation.
+        incarnation: String,
+    },
+    /// The write reached the primary but fewer replicas than required confirmed it in time
+    /// (cluster stores with `WAIT`); it must not be acknowledged. It may still be loaded later.
+    #[error("document {doc}: {confirmed} of {wanted} replicas confirmed the write within {timeout_ms} ms")]
+    NotReplicated {
+        /// The document.
+        doc: DocId,
+        /// Replicas required.
+        wanted: u32,
+        /// Replicas that confirmed.
+        confirmed: u32,
+        /// How long the store waited.
+        timeout_ms: u64,
+    },
 }
 
 /// Opens per-document handles. Shared by every document actor of a node.
@@ -94,6 +116,12 @@ pub trait DocumentStore: Send + 'static {
     /// Replaces everything up to `snapshot.rev` with `snapshot`, so that disk use and load time
     /// stay bounded. Records after `snapshot.rev` are kept.
     async fn compact(&mut self, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    /// Gives up ownership of the document (cluster stores, on drain) once everything is
+    /// durable; a store without ownership has nothing to do.
+    async fn release(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for dyn DocumentStore {

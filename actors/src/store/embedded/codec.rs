@@ -19,13 +19,13 @@
 //! seq `u64`, rev `u64`; then crc32 `u32` of everything before it.
 
 use crate::ids::{ClientId, DocId};
-use crate::ot::{Component, Op};
+use crate::ot::{Component, Op, MAX_COMPONENT};
 use crate::store::{ClientSeq, LogRecord, Snapshot};
 
 /// Largest record payload accepted, 256 MiB. One record holds one op, and ops are bounded far
 /// below this by the server's frame and document limits; a length field above it can only be
 /// damage, and must be reported as corruption rather than trusted for an allocation.
-pub(super) const MAX_RECORD_BYTES: usize = 256 << 20;
+pub(crate) const MAX_RECORD_BYTES: usize = 256 << 20;
 
 /// Largest snapshot file accepted, 4 GiB: a document's text is held in memory (a rope), so a
 /// larger file cannot be one this server wrote.
@@ -38,6 +38,10 @@ const MAX_DOC_ID_BYTES: usize = 1024;
 /// Longest stored client id, in bytes: issued ids are 32 hex characters; anything near this
 /// bound is damage.
 pub(super) const MAX_CLIENT_ID_BYTES: usize = 1024;
+
+/// Largest revision accepted in a file, 2^62. Revisions count ops, so no document comes near it;
+/// the bound keeps `rev + count` arithmetic on stored values free of overflow.
+pub(crate) const MAX_REV: u64 = 1 << 62;
 
 /// Bytes before a record's payload: length and checksum.
 pub(super) const FRAME_HEADER_BYTES: usize = 8;
@@ -58,7 +62,7 @@ const TAG_INSERT: u8 = 2;
 
 /// A record as decoded from the log, with the position it had in the `append` that wrote it.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct DecodedRecord {
+pub(crate) struct DecodedRecord {
     /// The record.
     pub record: LogRecord,
     /// Index of this record within its write (0-based).
@@ -123,7 +127,9 @@ pub(super) fn decode_log_header(bytes: &[u8]) -> Result<(String, usize), String>
     let stored_crc = reader.u32()?;
     let crc = crc32fast::hash(bytes.get(..covered).unwrap_or_default());
     if crc != stored_crc {
-        return Err(format!("header checksum mismatch (stored {stored_crc:#010x}, computed {crc:#010x})"));
+        return Err(format!(
+            "header checksum mismatch (stored {stored_crc:#010x}, computed {crc:#010x})"
+        ));
     }
     if version != FORMAT_VERSION {
         return Err(format!("unsupported log format version {version}"));
@@ -134,13 +140,13 @@ pub(super) fn decode_log_header(bytes: &[u8]) -> Result<(String, usize), String>
 /// Appends one record frame to `out`: record `batch_index` of a write of `batch_len` records.
 /// Refuses (writing nothing) a record that could not be read back: an oversized payload or
 /// client id, or a revision the batch position cannot belong to.
-pub(super) fn encode_record(
+pub(crate) fn encode_record(
     record: &LogRecord,
     batch_index: u64,
     batch_len: u64,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    if batch_index >= batch_len || batch_index >= record.rev {
+    if batch_index >= batch_len || batch_index >= record.rev || record.rev > MAX_REV {
         return Err(format!(
             "record {batch_index} of {batch_len} in one write cannot have revision {}",
             record.rev
@@ -148,7 +154,10 @@ pub(super) fn encode_record(
     }
     let client = record.client.as_str().as_bytes();
     if client.len() > MAX_CLIENT_ID_BYTES {
-        return Err(format!("client id is {} bytes, over {MAX_CLIENT_ID_BYTES}", client.len()));
+        return Err(format!(
+            "client id is {} bytes, over {MAX_CLIENT_ID_BYTES}",
+            client.len()
+        ));
     }
     let frame_start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
@@ -182,7 +191,9 @@ pub(super) fn encode_record(
     let payload_len = out.len() - payload_start;
     if payload_len > MAX_RECORD_BYTES {
         out.truncate(frame_start);
-        return Err(format!("record of {payload_len} bytes is over {MAX_RECORD_BYTES}"));
+        return Err(format!(
+            "record of {payload_len} bytes is over {MAX_RECORD_BYTES}"
+        ));
     }
     let crc = crc32fast::hash(&out[payload_start..]);
     // payload_len <= MAX_RECORD_BYTES < u32::MAX.
@@ -197,7 +208,7 @@ pub(super) fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
     let rev = reader.u64()?;
     let batch_index = reader.varint()?;
     let batch_len = reader.varint()?;
-    if batch_index >= batch_len || batch_index >= rev {
+    if batch_index >= batch_len || batch_index >= rev || rev > MAX_REV {
         return Err(format!(
             "record {batch_index} of {batch_len} in one write cannot have revision {rev}"
         ));
@@ -206,10 +217,18 @@ pub(super) fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
     let client = ClientId::from_stored(reader.str(client_len)?);
     let seq = reader.u64()?;
     let base_len = reader.varint_usize()?;
+    // Inserted code points are fewer than payload bytes, so with this bound the op's lengths
+    // cannot overflow while it is built.
+    if base_len as u64 > MAX_COMPONENT || base_len.checked_add(payload.len()).is_none() {
+        return Err(format!("op base length {base_len} is over {MAX_COMPONENT}"));
+    }
     let count = reader.varint()?;
     // Every component takes at least two bytes, so a count beyond that is damage.
     if count > (reader.remaining() / 2) as u64 {
-        return Err(format!("{count} components cannot fit in {} bytes", reader.remaining()));
+        return Err(format!(
+            "{count} components cannot fit in {} bytes",
+            reader.remaining()
+        ));
     }
     let mut components = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -231,11 +250,20 @@ pub(super) fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
     } else {
         Op::from_components(components, base_len).map_err(|error| format!("invalid op: {error}"))?
     };
-    Ok(DecodedRecord { record: LogRecord { rev, client, seq, op }, batch_index, batch_len })
+    Ok(DecodedRecord {
+        record: LogRecord {
+            rev,
+            client,
+            seq,
+            op,
+        },
+        batch_index,
+        batch_len,
+    })
 }
 
 /// Why the bytes at some offset are not a good record.
-enum FrameFault {
+pub(crate) enum FrameFault {
     /// Not a complete frame with a matching checksum: what a torn write leaves.
     Bad(String),
     /// A frame whose checksum matches but whose payload does not decode: never torn, always
@@ -244,7 +272,7 @@ enum FrameFault {
 }
 
 /// Reads the record frame starting at `at`: the record and the offset just past it.
-fn read_frame(bytes: &[u8], at: usize) -> Result<(DecodedRecord, usize), FrameFault> {
+pub(crate) fn read_frame(bytes: &[u8], at: usize) -> Result<(DecodedRecord, usize), FrameFault> {
     let available = bytes.len().saturating_sub(at);
     let header = bytes
         .get(at..)
@@ -258,15 +286,20 @@ fn read_frame(bytes: &[u8], at: usize) -> Result<(DecodedRecord, usize), FrameFa
         return Err(FrameFault::Bad("zero record length".to_owned()));
     }
     if len > MAX_RECORD_BYTES {
-        return Err(FrameFault::Bad(format!("record length {len} is over {MAX_RECORD_BYTES}")));
+        return Err(FrameFault::Bad(format!(
+            "record length {len} is over {MAX_RECORD_BYTES}"
+        )));
     }
     let start = at + FRAME_HEADER_BYTES;
-    let payload = start.checked_add(len).and_then(|end| bytes.get(start..end)).ok_or_else(|| {
-        FrameFault::Bad(format!(
-            "incomplete record ({len}-byte payload, {} bytes present)",
-            available - FRAME_HEADER_BYTES
-        ))
-    })?;
+    let payload = start
+        .checked_add(len)
+        .and_then(|end| bytes.get(start..end))
+        .ok_or_else(|| {
+            FrameFault::Bad(format!(
+                "incomplete record ({len}-byte payload, {} bytes present)",
+                available - FRAME_HEADER_BYTES
+            ))
+        })?;
     let crc = crc32fast::hash(payload);
     if crc != stored_crc {
         return Err(FrameFault::Bad(format!(
@@ -293,7 +326,10 @@ pub(super) fn scan_log(bytes: &[u8], start: usize) -> Result<LogScan, CorruptAt>
                 at = end;
             }
             Err(FrameFault::Undecodable(detail)) => {
-                return Err(CorruptAt { offset: at as u64, detail });
+                return Err(CorruptAt {
+                    offset: at as u64,
+                    detail,
+                });
             }
             Err(FrameFault::Bad(detail)) => {
                 check_torn_tail(bytes, at, records.last().map(|(_, record)| record), &detail)?;
@@ -301,12 +337,18 @@ pub(super) fn scan_log(bytes: &[u8], start: usize) -> Result<LogScan, CorruptAt>
                 return Ok(LogScan {
                     records,
                     valid_len: at as u64,
-                    torn: Some(format!("{detail}; {dropped} bytes from an unfinished write")),
+                    torn: Some(format!(
+                        "{detail}; {dropped} bytes from an unfinished write"
+                    )),
                 });
             }
         }
     }
-    Ok(LogScan { records, valid_len: at as u64, torn: None })
+    Ok(LogScan {
+        records,
+        valid_len: at as u64,
+        torn: None,
+    })
 }
 
 /// Counts the good record frames that exactly fill `bytes`. For ranges whose records were all
@@ -321,7 +363,10 @@ pub(super) fn count_frames(bytes: &[u8]) -> Result<usize, CorruptAt> {
                 at = end;
             }
             Err(FrameFault::Bad(detail) | FrameFault::Undecodable(detail)) => {
-                return Err(CorruptAt { offset: at as u64, detail });
+                return Err(CorruptAt {
+                    offset: at as u64,
+                    detail,
+                });
             }
         }
     }
@@ -339,9 +384,11 @@ fn check_torn_tail(
     // The write in progress at bad_at: the unfinished write of the last good record, or a new
     // write that starts at bad_at (its first record is the bad one).
     let (first_rev, min_index, batch_len) = match last_good {
-        Some(last) if last.batch_continues() => {
-            (Some(last.batch_first_rev()), last.batch_index + 1, Some(last.batch_len))
-        }
+        Some(last) if last.batch_continues() => (
+            Some(last.batch_first_rev()),
+            last.batch_index + 1,
+            Some(last.batch_len),
+        ),
         Some(last) => (Some(last.record.rev + 1), 1, None),
         None => (None, 1, None),
     };
@@ -373,7 +420,7 @@ fn check_torn_tail(
 }
 
 /// Encodes a whole snapshot file for `doc`.
-pub(super) fn encode_snapshot(doc: &DocId, snapshot: &Snapshot) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_snapshot(doc: &DocId, snapshot: &Snapshot) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(64 + snapshot.text.len() + 64 * snapshot.clients.len());
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -387,7 +434,10 @@ pub(super) fn encode_snapshot(doc: &DocId, snapshot: &Snapshot) -> Result<Vec<u8
     for client in &snapshot.clients {
         let id = client.client.as_str().as_bytes();
         if id.len() > MAX_CLIENT_ID_BYTES {
-            return Err(format!("client id is {} bytes, over {MAX_CLIENT_ID_BYTES}", id.len()));
+            return Err(format!(
+                "client id is {} bytes, over {MAX_CLIENT_ID_BYTES}",
+                id.len()
+            ));
         }
         put_len_u32(&mut out, id);
         out.extend_from_slice(&client.seq.to_le_bytes());
@@ -395,14 +445,20 @@ pub(super) fn encode_snapshot(doc: &DocId, snapshot: &Snapshot) -> Result<Vec<u8
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
+    if snapshot.rev > MAX_REV {
+        return Err(format!("revision {} is over {MAX_REV}", snapshot.rev));
+    }
     if out.len() as u64 > MAX_SNAPSHOT_BYTES {
-        return Err(format!("snapshot of {} bytes is over {MAX_SNAPSHOT_BYTES}", out.len()));
+        return Err(format!(
+            "snapshot of {} bytes is over {MAX_SNAPSHOT_BYTES}",
+            out.len()
+        ));
     }
     Ok(out)
 }
 
 /// Decodes a snapshot file: the stored doc id and the snapshot.
-pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(String, Snapshot), String> {
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<(String, Snapshot), String> {
     let Some(covered) = bytes.len().checked_sub(4) else {
         return Err(format!("{} bytes is too short for a snapshot", bytes.len()));
     };
@@ -410,7 +466,9 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(String, Snapshot), String
     let stored_crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
     let crc = crc32fast::hash(body);
     if crc != stored_crc {
-        return Err(format!("checksum mismatch (stored {stored_crc:#010x}, computed {crc:#010x})"));
+        return Err(format!(
+            "checksum mismatch (stored {stored_crc:#010x}, computed {crc:#010x})"
+        ));
     }
     let mut reader = Reader::new(body);
     if reader.take(SNAPSHOT_MAGIC.len())? != SNAPSHOT_MAGIC {
@@ -423,12 +481,19 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<(String, Snapshot), String
     let id_len = reader.u32_len(MAX_DOC_ID_BYTES, "document id")?;
     let id = reader.str(id_len)?.to_owned();
     let rev = reader.u64()?;
-    let text_len = usize::try_from(reader.u64()?).map_err(|_| "text length overflows".to_owned())?;
+    if rev > MAX_REV {
+        return Err(format!("revision {rev} is over {MAX_REV}"));
+    }
+    let text_len =
+        usize::try_from(reader.u64()?).map_err(|_| "text length overflows".to_owned())?;
     let text = reader.str(text_len)?.to_owned();
     let count = reader.u32()? as usize;
     // Every entry takes at least 20 bytes.
     if count > reader.remaining() / 20 {
-        return Err(format!("{count} clients cannot fit in {} bytes", reader.remaining()));
+        return Err(format!(
+            "{count} clients cannot fit in {} bytes",
+            reader.remaining()
+        ));
     }
     let mut clients = Vec::with_capacity(count);
     for _ in 0..count {
@@ -546,7 +611,9 @@ impl<'a> Reader<'a> {
 
     fn check_len(&self, len: u64, max: usize, what: &str) -> Result<usize, String> {
         if len > max as u64 || len > self.remaining() as u64 {
-            return Err(format!("{what} length {len} is over the limit or what is left"));
+            return Err(format!(
+                "{what} length {len} is over the limit or what is left"
+            ));
         }
         Ok(len as usize)
     }
@@ -592,7 +659,11 @@ mod tests {
             assert_eq!(Reader::new(&out).varint(), Ok(value));
         }
         assert!(Reader::new(&[0xff; 10]).varint().is_err());
-        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint().is_err());
+        assert!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
+                .varint()
+                .is_err()
+        );
         assert!(Reader::new(&[0x80]).varint().is_err());
     }
 
@@ -600,13 +671,24 @@ mod tests {
     fn records_round_trip() {
         let original = record(
             7,
-            vec![Component::Retain(2), Component::Insert("hé🦀".into()), Component::Delete(1)],
+            vec![
+                Component::Retain(2),
+                Component::Insert("hé🦀".into()),
+                Component::Delete(1),
+            ],
             5,
         );
         let bytes = frame(&original, 2, 3);
         let (decoded, end) = read_frame(&bytes, 0).ok().expect("good frame");
         assert_eq!(end, bytes.len());
-        assert_eq!(decoded, DecodedRecord { record: original, batch_index: 2, batch_len: 3 });
+        assert_eq!(
+            decoded,
+            DecodedRecord {
+                record: original,
+                batch_index: 2,
+                batch_len: 3
+            }
+        );
     }
 
     #[test]
@@ -622,6 +704,48 @@ mod tests {
         assert_eq!(decoded.record, original);
     }
 
+    /// A payload built by hand, for values `encode_record` refuses to write.
+    fn raw_payload(rev: u64, base_len: u64, components: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut out = rev.to_le_bytes().to_vec();
+        put_varint(&mut out, 0);
+        put_varint(&mut out, 1);
+        put_varint(&mut out, 1);
+        out.push(b'c');
+        out.extend_from_slice(&9u64.to_le_bytes());
+        put_varint(&mut out, base_len);
+        put_varint(&mut out, components.len() as u64);
+        for (tag, body) in components {
+            out.push(*tag);
+            out.extend_from_slice(body);
+        }
+        out
+    }
+
+    #[test]
+    fn out_of_range_stored_values_are_errors_not_panics() {
+        let insert: &[u8] = &[1, b'a'];
+        let mut huge = Vec::new();
+        put_varint(&mut huge, u64::MAX);
+        assert!(decode_payload(&raw_payload(1, 0, &[(TAG_INSERT, insert)])).is_ok());
+        assert!(decode_payload(&raw_payload(u64::MAX, 0, &[(TAG_INSERT, insert)])).is_err());
+        assert!(decode_payload(&raw_payload(1, u64::MAX, &[(TAG_INSERT, insert)])).is_err());
+        assert!(
+            decode_payload(&raw_payload(1, MAX_COMPONENT + 1, &[(TAG_INSERT, insert)])).is_err()
+        );
+        assert!(decode_payload(&raw_payload(1, 5, &[(TAG_RETAIN, &huge)])).is_err());
+        assert!(decode_payload(&raw_payload(1, 5, &[(TAG_DELETE, &[6])])).is_err());
+        assert!(decode_payload(&raw_payload(1, 5, &[(TAG_RETAIN, &[0])])).is_err());
+        assert!(decode_payload(&raw_payload(1, 5, &[(TAG_INSERT, &[2, 0xff, 0xfe])])).is_err());
+        assert!(decode_payload(&raw_payload(1, 5, &[(7, &[1])])).is_err());
+        assert!(
+            decode_payload(&raw_payload(1, 5, &[])).is_err(),
+            "no components, base 5"
+        );
+        let mut trailing = raw_payload(1, 0, &[(TAG_INSERT, insert)]);
+        trailing.push(0);
+        assert!(decode_payload(&trailing).is_err());
+    }
+
     #[test]
     fn impossible_batch_positions_are_refused() {
         let r = record(2, vec![Component::Insert("a".into())], 0);
@@ -635,14 +759,21 @@ mod tests {
         let snapshot = Snapshot {
             rev: 42,
             text: "fn main() {}\n".into(),
-            clients: vec![ClientSeq { client: ClientId::from_stored("x"), seq: 9, rev: 41 }],
+            clients: vec![ClientSeq {
+                client: ClientId::from_stored("x"),
+                seq: 9,
+                rev: 41,
+            }],
         };
         let bytes = encode_snapshot(&doc, &snapshot).expect("encodable");
         assert_eq!(decode_snapshot(&bytes), Ok(("a/b.rs".to_owned(), snapshot)));
         for i in 0..bytes.len() {
             let mut flipped = bytes.clone();
             flipped[i] ^= 0x10;
-            assert!(decode_snapshot(&flipped).is_err(), "flip at {i} went unnoticed");
+            assert!(
+                decode_snapshot(&flipped).is_err(),
+                "flip at {i} went unnoticed"
+            );
         }
         for len in 0..bytes.len() {
             assert!(decode_snapshot(&bytes[..len]).is_err());
@@ -714,7 +845,10 @@ mod tests {
         // The very last record is the final write: torn.
         let mut damaged = bytes.clone();
         damaged[offsets[4] + FRAME_HEADER_BYTES + 1] ^= 0x40;
-        assert_eq!(scan_log(&damaged, 0).expect("torn").valid_len, offsets[4] as u64);
+        assert_eq!(
+            scan_log(&damaged, 0).expect("torn").valid_len,
+            offsets[4] as u64
+        );
     }
 
     fn component() -> impl Strategy<Value = Component> {

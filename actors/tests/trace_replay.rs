@@ -1,0 +1,61 @@
+//! Correctness gate on real editing traces (Joseph Gentle's editing-traces, CC BY 4.0): the
+//! sequential `seph-blog1` through `DocumentCore` one patch at a time, and the concurrent
+//! `friendsforever` and `clownschool` as their agents through the OT server path, each ending in
+//! exactly the trace's `endContent`. Skipped, with a message, where the traces folder is absent
+//! (set `CHORUS_TRACES` to point at it).
+
+mod trace_support;
+
+use trace_support::{load_concurrent, load_sequential, replay_sequential, run_script, sequential_raws, simulate_concurrent, trace_path};
+
+/// Path of trace `name`, or `None` after printing why the test is skipped.
+fn trace_or_skip(name: &str) -> Option<std::path::PathBuf> {
+    let path = trace_path(name);
+    if path.is_none() {
+        eprintln!(
+            "SKIPPED: trace {name}.json.gz not found in {} (set {} to the folder holding the editing traces)",
+            trace_support::traces_dir().display(),
+            trace_support::TRACES_ENV
+        );
+    }
+    path
+}
+
+#[test]
+fn sequential_seph_blog1_ends_in_end_content() {
+    let Some(path) = trace_or_skip("seph-blog1") else { return };
+    let trace = load_sequential(&path).expect("trace loads");
+    assert!(trace.start.is_empty(), "seph-blog1 starts empty");
+    let raws = sequential_raws(&trace);
+    let ops = raws.len();
+    let (core, outcome) = replay_sequential(&trace, raws);
+    assert_eq!(outcome.errors, 0, "first error: {:?}", outcome.first_error);
+    assert_eq!(outcome.acks, ops, "one ack per op");
+    assert_eq!(core.durable_rev(), ops as u64);
+    assert!(core.text() == trace.end.as_str(), "final text differs from endContent");
+}
+
+fn check_concurrent(name: &str) {
+    let Some(path) = trace_or_skip(name) else { return };
+    let trace = load_concurrent(&path).expect("trace loads");
+    let outcome = simulate_concurrent(&trace).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(outcome.server_text == trace.end, "{name}: the server's text differs from endContent");
+    for (agent, text) in outcome.agent_texts.iter().enumerate() {
+        assert!(*text == trace.end, "{name}: agent {agent}'s text differs from endContent");
+    }
+    // The server path alone, from the recorded inputs, is deterministic.
+    let core = run_script(&outcome.script);
+    assert!(core.text() == trace.end.as_str(), "{name}: replaying the server's inputs differs");
+    assert_eq!(core.durable_rev(), outcome.server_ops as u64);
+    eprintln!("{name}: {} transactions -> {} server ops, {} agents", outcome.txns, outcome.server_ops, trace.agents);
+}
+
+#[test]
+fn concurrent_friendsforever_ends_in_end_content() {
+    check_concurrent("friendsforever");
+}
+
+#[test]
+fn concurrent_clownschool_ends_in_end_content() {
+    check_concurrent("clownschool");
+}
