@@ -58,13 +58,13 @@ pub const REDIS_WAIT_TIMEOUT_MS: u64 = 200;
 pub const REDIS_TIMEOUT_MS: u64 = 1_000;
 /// Default `cluster.cluster_listen`: 127.0.0.1:8090.
 pub const CLUSTER_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8090));
-/// Default `cluster.lease_ms`: 3 s.
-pub const LEASE_MS: u64 = 3_000;
-/// Default `cluster.renew_interval_ms`: 1 s.
-pub const RENEW_INTERVAL_MS: u64 = 1_000;
+/// Default `cluster.lease_ms`: 1.5 s, so that a dead owner's documents are writable again within ~2 s.
+pub const LEASE_MS: u64 = 1_500;
+/// Default `cluster.renew_interval_ms`: 300 ms (five renewals per lease).
+pub const RENEW_INTERVAL_MS: u64 = 300;
 /// Default `cluster.heartbeat_interval_ms`.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 250;
-/// Default `cluster.heartbeat_timeout_ms`: 1.5 s.
-pub const HEARTBEAT_TIMEOUT_MS: u64 = 1_500;
+pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
+/// Default `cluster.heartbeat_timeout_ms`: 1 s (five missed heartbeats).
+pub const HEARTBEAT_TIMEOUT_MS: u64 = 1_000;
 /// Default `cluster.drain_timeout_ms`: 10 s.
 pub const DRAIN_TIMEOUT_MS: u64 = 10_000;

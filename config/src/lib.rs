@@ -78,7 +78,7 @@
 //! # cluster_advertise = "10.0.0.5:8090"     # default: the bound cluster_listen address
 //! cluster_cookie = ""          # shared secret, required (>= 8 characters) when redis is set
 //! # public_url = "ws://chorus-1.example.com:8080/ws"   # default: derived from listen
-//! lease_ms = 3000
+//! lease_ms = 1500
 //! renew_interval_ms = 1000
 //! heartbeat_interval_ms = 250
 //! heartbeat_timeout_ms = 1500
@@ -539,10 +539,10 @@ mod tests {
         assert_eq!(k.cluster_advertise, None);
         assert_eq!(k.cluster_cookie, "");
         assert_eq!(k.public_url, None);
-        assert_eq!(k.lease_ms, 3_000);
-        assert_eq!(k.renew_interval_ms, 1_000);
-        assert_eq!(k.heartbeat_interval_ms, 250);
-        assert_eq!(k.heartbeat_timeout_ms, 1_500);
+        assert_eq!(k.lease_ms, 1_500);
+        assert_eq!(k.renew_interval_ms, 300);
+        assert_eq!(k.heartbeat_interval_ms, 200);
+        assert_eq!(k.heartbeat_timeout_ms, 1_000);
         assert_eq!(k.drain_timeout_ms, 10_000);
         c.validate().unwrap();
     }
