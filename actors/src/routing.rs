@@ -64,6 +64,8 @@ pub trait Directory: Send + Sync + 'static {
     async fn open(&self, doc: DocId, subscription: Subscription, since: Option<u64>) -> Result<DocRoute, OpenRefused>;
     /// Unsubscribes a connection from `doc`.
     fn close(&self, doc: DocId, conn: ConnId);
+    /// A connection went away without closing its documents (its session failed).
+    fn connection_gone(&self, conn: ConnId);
 }
 
 /// Told by a document's supervisor about the document's life, on behalf of one subscriber.
@@ -108,5 +110,9 @@ impl Directory for LocalDirectory {
 
     fn close(&self, doc: DocId, conn: ConnId) {
         let _ = self.supervisor.cast(SupervisorMsg::Close { doc, conn });
+    }
+
+    fn connection_gone(&self, conn: ConnId) {
+        let _ = self.supervisor.cast(SupervisorMsg::ConnectionGone { conn });
     }
 }

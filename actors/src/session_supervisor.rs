@@ -8,13 +8,14 @@
 //! take the node down, so it does not escalate further).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use crate::document::supervisor::SupervisorMsg;
 use crate::document::ConnId;
 use crate::outbound::{Outbound, CLOSE_INTERNAL};
+use crate::routing::Directory;
 use crate::session::{SessionActor, SessionArgs, SessionMsg};
 
 /// Messages of the session supervisor.
@@ -36,8 +37,6 @@ impl std::fmt::Debug for SessionArgs {
 
 /// Settings of the session supervisor.
 pub struct SessionSupervisorArgs {
-    /// The document supervisor, told about connections whose session failed.
-    pub documents: ActorRef<SupervisorMsg>,
     /// Failures tolerated per window before alarming.
     pub max_failures: u32,
     /// The window.
@@ -50,7 +49,7 @@ pub struct SessionSupervisor;
 /// Its state.
 pub struct SessionSupervisorState {
     args: SessionSupervisorArgs,
-    sessions: HashMap<ActorId, (ConnId, Outbound)>,
+    sessions: HashMap<ActorId, (ConnId, Outbound, Arc<dyn Directory>)>,
     failures: VecDeque<Instant>,
 }
 
@@ -68,9 +67,10 @@ impl Actor for SessionSupervisor {
             SessionSupervisorMsg::Spawn(args, reply) => {
                 let conn = args.conn;
                 let outbound = args.outbound.clone();
+                let directory = args.directory.clone();
                 let result = match Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await {
                     Ok((session, _)) => {
-                        state.sessions.insert(session.get_id(), (conn, outbound));
+                        state.sessions.insert(session.get_id(), (conn, outbound, directory));
                         Ok(session)
                     }
                     Err(e) => Err(e.to_string()),
@@ -93,10 +93,10 @@ impl Actor for SessionSupervisor {
         // Always handled: ractor's default would stop this supervisor when a session dies.
         match event {
             SupervisionEvent::ActorFailed(cell, error) => {
-                if let Some((conn, outbound)) = state.sessions.remove(&cell.get_id()) {
+                if let Some((conn, outbound, directory)) = state.sessions.remove(&cell.get_id()) {
                     tracing::error!(conn, error = %error, "session failed; closing its connection");
                     outbound.close(CLOSE_INTERNAL, "session failed; reconnect");
-                    let _ = state.args.documents.cast(SupervisorMsg::ConnectionGone { conn });
+                    directory.connection_gone(conn);
                     let now = Instant::now();
                     state.failures.push_back(now);
                     while state

@@ -91,7 +91,6 @@ impl Node {
             None,
             SessionSupervisor,
             SessionSupervisorArgs {
-                documents: documents.clone(),
                 max_failures: d.max_restarts,
                 failure_window: Duration::from_millis(d.restart_window_ms),
             },

@@ -145,6 +145,11 @@ pub enum RouterMsg {
     },
     /// This node is draining: place nothing here, tell peers.
     Leaving,
+    /// A local connection went away without closing its documents.
+    ConnectionGone {
+        /// The connection.
+        conn: ConnId,
+    },
 }
 
 impl ractor::Message for RouterMsg {}
@@ -307,6 +312,20 @@ impl Actor for Router {
                     }
                     proxy.forwarder.abort();
                 }
+            }
+            RouterMsg::ConnectionGone { conn } => {
+                let remote: Vec<(DocId, String)> = state
+                    .origin_subs
+                    .iter()
+                    .filter(|((_, c), _)| *c == conn)
+                    .map(|((d, _), s)| (d.clone(), s.owner.clone()))
+                    .collect();
+                for (doc, owner) in remote {
+                    state.origin_subs.remove(&(doc.clone(), conn));
+                    send_to(&owner, &Wire::Close { from: state.me(), conn, doc: doc.to_string() });
+                }
+                state.forget_origin_conn(conn);
+                state.args.local.connection_gone(conn);
             }
             RouterMsg::Leaving => {
                 state.leaving = true;
@@ -802,6 +821,10 @@ impl Directory for ClusterDirectory {
 
     fn close(&self, doc: DocId, conn: ConnId) {
         let _ = self.router.cast(RouterMsg::Close { doc, conn });
+    }
+
+    fn connection_gone(&self, conn: ConnId) {
+        let _ = self.router.cast(RouterMsg::ConnectionGone { conn });
     }
 }
 
