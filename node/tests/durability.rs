@@ -58,7 +58,8 @@ async fn write_until_killed(mut c: Client, writer: usize, acks: Arc<watch::Sende
         loop {
             let Some(v) = next_message(&mut c).await else { return outcome };
             match v["type"].as_str() {
-                Some("op") => rev = v["rev"].as_u64().expect("rev"),
+                // Others' ops come before our ack; the ack's revision is the newest.
+                Some("op") => {}
                 Some("ack") => {
                     assert_eq!(v["seq"], seq, "{v}");
                     rev = v["rev"].as_u64().expect("rev");
@@ -76,8 +77,19 @@ async fn write_until_killed(mut c: Client, writer: usize, acks: Arc<watch::Sende
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_ops_survive_kill_9_and_resubmissions_apply_at_most_once() {
+    crash_and_recover(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_ops_survive_kill_9_during_frequent_compactions() {
+    // Compacting every 3 ops puts a snapshot write in flight most of the time.
+    crash_and_recover(&["--compact-every-ops", "3"]).await;
+}
+
+/// Burst, kill -9, restart, check, resubmit, check.
+async fn crash_and_recover(args: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut first = ChildNode::start(dir.path(), &[]);
+    let mut first = ChildNode::start(dir.path(), args);
     let url = first.url();
     let (acks, mut acked_count) = watch::channel(0usize);
     let acks = Arc::new(acks);
@@ -98,7 +110,7 @@ async fn acknowledged_ops_survive_kill_9_and_resubmissions_apply_at_most_once() 
     let acked_total: usize = outcomes.iter().map(|o| o.acked.len()).sum();
     assert!(acked_total >= KILL_AFTER_ACKS);
 
-    let second = ChildNode::start(dir.path(), &[]);
+    let second = ChildNode::start(dir.path(), args);
     let (rev, text) = snapshot(&second.url(), DOC).await;
     for o in &outcomes {
         for tok in &o.acked {
@@ -110,17 +122,28 @@ async fn acknowledged_ops_survive_kill_9_and_resubmissions_apply_at_most_once() 
     }
     assert!(rev as usize >= acked_total, "rev {rev} counts every acknowledged op ({acked_total})");
 
-    // Every writer resumes with its id and resubmits its op in flight (same seq and base).
+    // Every writer resumes with its id and resubmits its op in flight (same seq and base). If the
+    // base is older than the history the restarted node holds, the protocol's answer is stale_rev:
+    // the client opens again and resubmits rebased (an insert at 0 needs no rebasing).
     for o in &outcomes {
         let Some((seq, base, tok)) = &o.in_flight else { continue };
         let mut c = Client::connect(&second.url(), Some(&o.id), "again").await;
         c.open(DOC, None).await;
-        c.send(json!({"type":"op","doc":DOC,"rev":base,"seq":seq,"op":[tok]})).await;
-        let ack = c.recv_type("ack").await;
-        assert_eq!(ack["seq"], *seq, "{ack}");
+        let mut msg = json!({"type":"op","doc":DOC,"rev":base,"seq":seq,"op":[tok]});
+        c.send(msg.clone()).await;
+        let mut answer = c.recv_type_of(&["ack", "error"]).await;
+        if answer["type"] == "error" {
+            assert_error(&answer, "stale_rev", Some(DOC), Some(*seq));
+            eprintln!("{tok}: base {base} is older than the reloaded history: stale_rev, rebased");
+            let (rev, _) = c.open_snapshot(DOC).await;
+            msg["rev"] = json!(rev);
+            c.send(msg.clone()).await;
+            answer = c.recv_type("ack").await;
+        }
+        assert_eq!(answer["seq"], *seq, "{answer}");
         // A second resubmission is a duplicate with the same revision.
-        c.send(json!({"type":"op","doc":DOC,"rev":base,"seq":seq,"op":[tok]})).await;
-        assert_eq!(c.recv_type("ack").await, ack);
+        c.send(msg).await;
+        assert_eq!(c.recv_type("ack").await, answer);
     }
     let (_, text) = snapshot(&second.url(), DOC).await;
     for o in &outcomes {

@@ -76,7 +76,7 @@ async fn graceful_shutdown_acks_accepted_ops_then_closes_with_1001_and_a_restart
         }
         acked_early.push(early);
     }
-    let shutdown = tokio::spawn(node.shutdown());
+    let shutdown = tokio::spawn(node.node.shutdown());
     for ((c, doc), early) in clients.iter_mut().zip(docs).zip(acked_early) {
         if !early {
             assert_eq!(c.recv().await, json!({"type":"ack","doc":doc,"seq":2,"rev":2}));
@@ -95,5 +95,39 @@ async fn graceful_shutdown_acks_accepted_ops_then_closes_with_1001_and_a_restart
     for (i, doc) in docs.iter().enumerate() {
         assert_eq!(snapshot(&node.url(), doc).await, (2, format!("first-{i} second-{i}")));
     }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_document_while_it_goes_idle_never_loses_ops_or_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    // Stop idle documents almost at once and compact often, so that every close races a stop
+    // and every open races a reload.
+    config.document.idle_timeout_ms = 1;
+    config.document.compact_every_ops = 2;
+    let node = TestNode::start(config).await;
+    let mut a = Client::connect(&node.url(), None, "Ada").await;
+    let mut b = Client::connect(&node.url(), None, "Bob").await;
+    let doc = "churn.txt";
+    let mut expected = String::new();
+    let mut rev = 0;
+    for round in 1..=30u64 {
+        let (writer, seq) = if round % 2 == 1 { (&mut a, round.div_ceil(2)) } else { (&mut b, round / 2) };
+        assert_eq!(writer.open_snapshot(doc).await, (rev, expected.clone()), "round {round}");
+        let piece = format!("{}", round % 10);
+        let op = if rev == 0 { json!([piece]) } else { json!([rev, piece]) };
+        rev = writer.op_acked(doc, rev, seq, op.clone()).await;
+        assert_eq!(rev, round);
+        expected.push_str(&piece);
+        writer.send(json!({"type":"close","doc":doc})).await;
+        // A duplicate after the document may have stopped and reloaded: the same revision.
+        writer.open(doc, Some(rev)).await;
+        writer.send_op(doc, rev - 1, seq, op).await;
+        assert_eq!(writer.recv_type("ack").await, json!({"type":"ack","doc":doc,"seq":seq,"rev":rev}));
+        writer.send(json!({"type":"close","doc":doc})).await;
+    }
+    let mut c = Client::connect(&node.url(), None, "Cy").await;
+    assert_eq!(c.open_snapshot(doc).await, (30, expected));
     node.shutdown().await;
 }

@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 async fn anything_but_hello_first_is_bad_message_and_closes_with_1008() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(test_config(dir.path())).await;
+    let mut obs = Observer::new(&node.url()).await;
     let firsts = [
         Message::text(r#"{"type":"ping"}"#),
         Message::text(r#"{"type":"open","doc":"a.txt","rev":null}"#),
@@ -28,7 +29,7 @@ async fn anything_but_hello_first_is_bad_message_and_closes_with_1008() {
         assert_eq!(c.recv_close().await, Some(1008), "close code after {shown}");
     }
     // Nothing was opened or created by any of them.
-    assert_eq!(snapshot(&node.url(), "a.txt").await, (0, String::new()));
+    assert_eq!(obs.snapshot("a.txt").await, (0, String::new()));
     node.shutdown().await;
 }
 
@@ -36,6 +37,7 @@ async fn anything_but_hello_first_is_bad_message_and_closes_with_1008() {
 async fn malformed_messages_get_bad_message_and_the_connection_stays_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(test_config(dir.path())).await;
+    let mut obs = Observer::new(&node.url()).await;
     let mut a = Client::connect(&node.url(), None, "Ada").await;
     a.open("d.txt", None).await;
     assert_eq!(a.op_acked("d.txt", 0, 1, json!(["x"])).await, 1);
@@ -77,9 +79,9 @@ async fn malformed_messages_get_bad_message_and_the_connection_stays_open() {
     a.expect_error("bad_message", None, None).await;
     a.ping_pong().await;
     // Nothing above changed the document, and seq 2 is still the next one.
-    assert_eq!(snapshot(&node.url(), "d.txt").await, (1, "x".to_owned()));
+    assert_eq!(obs.snapshot("d.txt").await, (1, "x".to_owned()));
     assert_eq!(a.op_acked("d.txt", 1, 2, json!([1, "y"])).await, 2);
-    assert_eq!(snapshot(&node.url(), "d.txt").await, (2, "xy".to_owned()));
+    assert_eq!(obs.snapshot("d.txt").await, (2, "xy".to_owned()));
     node.shutdown().await;
 }
 
@@ -118,6 +120,7 @@ async fn bad_document_ids_get_bad_message_with_doc_and_nothing_is_created() {
 async fn ops_and_cursors_on_a_document_not_open_get_not_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(test_config(dir.path())).await;
+    let mut obs = Observer::new(&node.url()).await;
     let mut a = Client::connect(&node.url(), None, "Ada").await;
     a.send_op("n.txt", 0, 1, json!(["x"])).await;
     a.expect_error("not_open", Some("n.txt"), Some(1)).await;
@@ -130,7 +133,7 @@ async fn ops_and_cursors_on_a_document_not_open_get_not_open() {
     a.send_op("n.txt", 1, 2, json!(["y"])).await;
     a.expect_error("not_open", Some("n.txt"), Some(2)).await;
     a.ping_pong().await;
-    assert_eq!(snapshot(&node.url(), "n.txt").await, (1, "x".to_owned()));
+    assert_eq!(obs.snapshot("n.txt").await, (1, "x".to_owned()));
     node.shutdown().await;
 }
 
@@ -138,6 +141,7 @@ async fn ops_and_cursors_on_a_document_not_open_get_not_open() {
 async fn malformed_ops_get_invalid_op_and_do_not_use_up_the_seq() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(test_config(dir.path())).await;
+    let mut obs = Observer::new(&node.url()).await;
     let mut a = Client::connect(&node.url(), None, "Ada").await;
     a.open("m.txt", None).await;
     assert_eq!(a.op_acked("m.txt", 0, 1, json!(["a😀c"])).await, 1);
@@ -159,10 +163,10 @@ async fn malformed_ops_get_invalid_op_and_do_not_use_up_the_seq() {
     a.send_op("m.txt", u64::MAX, 2, json!(["x"])).await;
     a.expect_error("invalid_op", Some("m.txt"), Some(2)).await;
     a.ping_pong().await;
-    assert_eq!(snapshot(&node.url(), "m.txt").await, (1, "a😀c".to_owned()));
+    assert_eq!(obs.snapshot("m.txt").await, (1, "a😀c".to_owned()));
     // Seq 2 was never used up; a trailing retain may be given explicitly.
     assert_eq!(a.op_acked("m.txt", 1, 2, json!([2, "b", 1])).await, 2);
-    assert_eq!(snapshot(&node.url(), "m.txt").await, (2, "a😀bc".to_owned()));
+    assert_eq!(obs.snapshot("m.txt").await, (2, "a😀bc".to_owned()));
     node.shutdown().await;
 }
 
@@ -172,6 +176,7 @@ async fn a_base_older_than_the_history_gets_stale_rev() {
     let mut config = test_config(dir.path());
     config.document.history_ops = 3;
     let node = TestNode::start(config).await;
+    let mut obs = Observer::new(&node.url()).await;
     let mut a = Client::connect(&node.url(), None, "Ada").await;
     let mut b = Client::connect(&node.url(), None, "Bob").await;
     a.open("s.txt", None).await;
@@ -188,9 +193,9 @@ async fn a_base_older_than_the_history_gets_stale_rev() {
     b.send_op("s.txt", 6, 1, json!([6, "B"])).await;
     b.expect_error("stale_rev", Some("s.txt"), Some(1)).await;
     b.ping_pong().await;
-    assert_eq!(snapshot(&node.url(), "s.txt").await, (10, "a".repeat(10)));
+    assert_eq!(obs.snapshot("s.txt").await, (10, "a".repeat(10)));
     assert_eq!(b.op_acked("s.txt", 7, 1, json!([7, "B"])).await, 11);
-    assert_eq!(snapshot(&node.url(), "s.txt").await, (11, format!("{}B", "a".repeat(10))));
+    assert_eq!(obs.snapshot("s.txt").await, (11, format!("{}B", "a".repeat(10))));
     node.shutdown().await;
 }
 
@@ -198,6 +203,7 @@ async fn a_base_older_than_the_history_gets_stale_rev() {
 async fn seq_skipping_is_bad_message_and_a_duplicate_seq_is_acked_with_its_first_rev() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(test_config(dir.path())).await;
+    let mut obs = Observer::new(&node.url()).await;
     let mut a = Client::connect(&node.url(), None, "Ada").await;
     let mut b = Client::connect(&node.url(), None, "Bob").await;
     a.open("q.txt", None).await;
@@ -220,7 +226,7 @@ async fn seq_skipping_is_bad_message_and_a_duplicate_seq_is_acked_with_its_first
     assert_eq!(a.recv().await, json!({"type":"ack","doc":"q.txt","seq":1,"rev":1}));
     a.send_op("q.txt", 3, 2, json!(["x"])).await;
     assert_eq!(a.recv().await, json!({"type":"ack","doc":"q.txt","seq":2,"rev":3}));
-    assert_eq!(snapshot(&node.url(), "q.txt").await, (3, "xy!".to_owned()));
+    assert_eq!(obs.snapshot("q.txt").await, (3, "xy!".to_owned()));
     node.shutdown().await;
 }
 
@@ -230,10 +236,10 @@ async fn read_only_tokens_may_read_and_show_cursors_but_ops_are_forbidden() {
     let mut config = test_config(dir.path());
     config.auth.allow_anonymous = false;
     config.auth.tokens = vec!["rw-secret".into()];
-    config.auth.read_only_tokens = vec!["ro secret".into()];
+    config.auth.read_only_tokens = vec!["ro~secret".into()];
     let node = TestNode::start(config).await;
     let mut writer = Client::connect_bearer(&node.url(), "rw-secret", "Writer").await;
-    let mut reader = Client::connect(&format!("{}?token=ro%20secret", node.url()), None, "Reader").await;
+    let mut reader = Client::connect(&format!("{}?token=ro%7Esecret", node.url()), None, "Reader").await;
     writer.open("r.txt", None).await;
     reader.open("r.txt", None).await;
     assert_eq!(writer.op_acked("r.txt", 0, 1, json!(["hi"])).await, 1);
@@ -283,11 +289,12 @@ async fn resuming_with_an_id_the_server_cannot_have_issued_is_forbidden() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_of_an_old_seq_beyond_the_history_is_acked_with_its_first_rev() {
+async fn a_duplicate_of_an_old_seq_beyond_the_history_is_acked_and_not_applied_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = test_config(dir.path());
     config.document.history_ops = 2;
     let node = TestNode::start(config).await;
+    let mut obs = Observer::new(&node.url()).await;
     let mut a = Client::connect(&node.url(), None, "Ada").await;
     a.open("old.txt", None).await;
     assert_eq!(a.op_acked("old.txt", 0, 1, json!(["a"])).await, 1);
@@ -297,7 +304,33 @@ async fn a_duplicate_of_an_old_seq_beyond_the_history_is_acked_with_its_first_re
     a.send_op("old.txt", 0, 1, json!(["a"])).await;
     let ack = a.recv().await;
     assert_eq!(ack["type"], "ack", "a duplicate is never applied again: {ack}");
-    assert_eq!(snapshot(&node.url(), "old.txt").await, (5, "aaaaa".to_owned()));
-    assert_eq!(ack, json!({"type":"ack","doc":"old.txt","seq":1,"rev":1}), "the revision seq 1 first became");
+    assert_eq!(obs.snapshot("old.txt").await, (5, "aaaaa".to_owned()));
+    // docs/PROTOCOL.md: a duplicate older than the client's last seq whose op has left the
+    // history window is acknowledged with the client's last known revision.
+    assert_eq!(ack, json!({"type":"ack","doc":"old.txt","seq":1,"rev":5}), "acked, never applied again");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_is_answered_with_welcome_and_an_unguessable_id_that_can_be_resumed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.node_name = "node-under-test".into();
+    let node = TestNode::start(config).await;
+    // Every field but the type is optional.
+    let ws = Client::connect_raw(&node.url()).await;
+    let mut a = Client { ws, id: String::new() };
+    a.send(json!({"type":"hello"})).await;
+    let welcome = a.recv().await;
+    let id = welcome["client"].as_str().expect("an id").to_owned();
+    assert_eq!(welcome, json!({"type":"welcome","client":id,"node":"node-under-test","protocol":1}));
+    assert!(id.len() >= 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "at least 128 random bits: {id}");
+    let other = Client::connect(&node.url(), None, "Other").await;
+    assert_ne!(other.id, id);
+    // Resuming echoes the same id.
+    let ws = Client::connect_raw(&node.url()).await;
+    let mut again = Client { ws, id: String::new() };
+    again.send(json!({"type":"hello","client":id,"name":"Ada","color":null})).await;
+    assert_eq!(again.recv().await, json!({"type":"welcome","client":id,"node":"node-under-test","protocol":1}));
     node.shutdown().await;
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 async fn an_op_whose_ack_was_lost_shows_up_as_the_clients_own_op_in_opened() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(test_config(dir.path())).await;
+    let mut obs = Observer::new(&node.url()).await;
     let mut a = Client::connect(&node.url(), None, "Ada").await;
     let id = a.id.clone();
     a.open("r.txt", None).await;
@@ -29,7 +30,7 @@ async fn an_op_whose_ack_was_lost_shows_up_as_the_clients_own_op_in_opened() {
     a.send_op("r.txt", 1, 2, json!([4, "two"])).await;
     assert_eq!(a.recv().await, json!({"type":"ack","doc":"r.txt","seq":2,"rev":2}));
     assert_eq!(a.op_acked("r.txt", 2, 3, json!([7, "!"])).await, 3);
-    assert_eq!(snapshot(&node.url(), "r.txt").await, (3, "one two!".to_owned()));
+    assert_eq!(obs.snapshot("r.txt").await, (3, "one two!".to_owned()));
     node.shutdown().await;
 }
 
@@ -37,6 +38,7 @@ async fn an_op_whose_ack_was_lost_shows_up_as_the_clients_own_op_in_opened() {
 async fn resubmitting_after_a_reconnect_is_applied_once_whether_or_not_the_ack_was_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(test_config(dir.path())).await;
+    let mut obs = Observer::new(&node.url()).await;
     let mut b = Client::connect(&node.url(), None, "Bob").await;
     b.open("x.txt", None).await;
     let mut a = Client::connect(&node.url(), None, "Ada").await;
@@ -78,7 +80,7 @@ async fn resubmitting_after_a_reconnect_is_applied_once_whether_or_not_the_ack_w
     a.send_op("x.txt", 2, 2, json!([8, "[A2]"])).await;
     assert_eq!(a.recv().await, json!({"type":"ack","doc":"x.txt","seq":2,"rev":3}));
 
-    let (rev, text) = snapshot(&node.url(), "x.txt").await;
+    let (rev, text) = obs.snapshot("x.txt").await;
     assert_eq!((rev, text.as_str()), (4, "[B2][A1][B1][A2]"));
     for token in ["[A1]", "[A2]", "[B1]", "[B2]"] {
         assert_eq!(count(&text, token), 1, "{token} in {text}");
@@ -137,5 +139,27 @@ async fn open_with_rev_returns_exactly_the_ops_after_it_or_a_snapshot() {
     assert_eq!(opened, json!({"type":"opened","doc":"h.rs","rev":10,"ops":[],"lang":"rust"}), "up to date");
     let opened = c.open("h.rs", Some(11)).await;
     assert_eq!(opened, json!({"type":"opened","doc":"h.rs","rev":10,"text":text,"lang":"rust"}), "newer than the document");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_keeps_one_subscription_and_closing_ends_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(test_config(dir.path())).await;
+    let mut a = Client::connect(&node.url(), None, "Ada").await;
+    let mut b = Client::connect(&node.url(), None, "Bob").await;
+    a.open("sub.txt", None).await;
+    b.open("sub.txt", None).await;
+    // Re-opening is a resync: still one subscription, so each op arrives once.
+    assert_eq!(a.open("sub.txt", None).await["rev"], 0);
+    assert_eq!(a.open("sub.txt", Some(0)).await, json!({"type":"opened","doc":"sub.txt","rev":0,"ops":[],"lang":"plaintext"}));
+    assert_eq!(b.op_acked("sub.txt", 0, 1, json!(["x"])).await, 1);
+    assert_eq!(a.recv().await, json!({"type":"op","doc":"sub.txt","rev":1,"client":b.id,"op":["x"]}));
+    a.ping_pong().await;
+    // After close, nothing more arrives for the document.
+    a.send(json!({"type":"close","doc":"sub.txt"})).await;
+    assert_eq!(b.recv().await, json!({"type":"left","doc":"sub.txt","client":a.id}));
+    assert_eq!(b.op_acked("sub.txt", 1, 2, json!([1, "y"])).await, 2);
+    a.ping_pong().await;
     node.shutdown().await;
 }

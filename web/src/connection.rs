@@ -14,7 +14,7 @@ use chorus_actors::protocol::decode_client;
 use chorus_actors::session::{Access, SessionArgs, SessionLimits, SessionMsg};
 use chorus_actors::session_supervisor::SessionSupervisorMsg;
 use fastwebsockets::upgrade::UpgradeFut;
-use fastwebsockets::{Frame, FragmentCollectorRead, OpCode, Payload, WebSocketError, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use ractor::ActorRef;
@@ -51,10 +51,11 @@ pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: C
         }
     };
     let (mut read, write) = ws.split(tokio::io::split);
-    read.set_max_message_size(ctx.config.limits.max_frame_bytes);
+    // fastwebsockets refuses a frame whose payload is >= this size; max_frame_bytes is the largest
+    // frame accepted, so a frame of exactly max_frame_bytes must pass.
+    read.set_max_message_size(ctx.config.limits.max_frame_bytes.saturating_add(1));
     read.set_auto_pong(true);
     read.set_auto_close(true);
-    let read = FragmentCollectorRead::new(read);
 
     let conn = ctx.next_conn_id();
     let (outbound, queue) = Outbound::channel(ctx.config.websocket.outbound_queue_frames);
@@ -94,13 +95,66 @@ fn elapsed_ms(ctx: &WebContext) -> u64 {
     u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A message being reassembled from fragments, bounded by `max_frame_bytes` in total (the
+/// library's own collector bounds single frames only).
+struct Reassembly {
+    opcode: Option<OpCode>,
+    buffer: Vec<u8>,
+    max_bytes: usize,
+}
+
+enum Assembled {
+    /// A whole message.
+    Message(OpCode, Vec<u8>),
+    /// More fragments to come.
+    Partial,
+    /// Over the size limit.
+    TooBig,
+    /// Fragments that break RFC 6455 (a continuation with nothing to continue, or a new message
+    /// inside a fragmented one).
+    Invalid,
+}
+
+impl Reassembly {
+    fn push(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Assembled {
+        match (opcode, self.opcode) {
+            (OpCode::Text | OpCode::Binary, None) => {
+                if payload.len() > self.max_bytes {
+                    return Assembled::TooBig;
+                }
+                if fin {
+                    return Assembled::Message(opcode, payload.to_vec());
+                }
+                self.opcode = Some(opcode);
+                self.buffer.clear();
+                self.buffer.extend_from_slice(payload);
+                Assembled::Partial
+            }
+            (OpCode::Continuation, Some(first)) => {
+                if self.buffer.len() + payload.len() > self.max_bytes {
+                    return Assembled::TooBig;
+                }
+                self.buffer.extend_from_slice(payload);
+                if fin {
+                    self.opcode = None;
+                    Assembled::Message(first, std::mem::take(&mut self.buffer))
+                } else {
+                    Assembled::Partial
+                }
+            }
+            _ => Assembled::Invalid,
+        }
+    }
+}
+
 async fn read_loop(
-    mut read: FragmentCollectorRead<tokio::io::ReadHalf<TokioIo<Upgraded>>>,
+    mut read: WebSocketRead<tokio::io::ReadHalf<TokioIo<Upgraded>>>,
     session: ActorRef<SessionMsg>,
     control: mpsc::Sender<Control>,
     last_seen_ms: Arc<AtomicU64>,
     ctx: Arc<WebContext>,
 ) {
+    let mut reassembly = Reassembly { opcode: None, buffer: Vec::new(), max_bytes: ctx.config.limits.max_frame_bytes };
     loop {
         let obligated = control.clone();
         let frame = read
@@ -122,19 +176,35 @@ async fn read_loop(
                 break;
             }
         };
-        let delivered = match frame.opcode {
-            OpCode::Text => {
-                let msg = match decode_client(&frame.payload) {
-                    Ok(msg) => SessionMsg::Client(msg),
-                    Err(e) => SessionMsg::Malformed(e),
-                };
-                session.cast(msg).is_ok()
-            }
-            OpCode::Binary => session.cast(SessionMsg::Binary).is_ok(),
+        let (opcode, message) = match frame.opcode {
             OpCode::Close => break,
-            _ => true,
+            OpCode::Ping | OpCode::Pong => continue,
+            opcode => match reassembly.push(opcode, frame.fin, &frame.payload) {
+                Assembled::Message(opcode, message) => (opcode, message),
+                Assembled::Partial => continue,
+                Assembled::TooBig => {
+                    let _ = control.send(Control::TooBig).await;
+                    return;
+                }
+                Assembled::Invalid => {
+                    tracing::debug!("invalid fragmentation; closing");
+                    break;
+                }
+            },
         };
-        if !delivered {
+        if *ctx.phase.borrow() != Phase::Running {
+            // Draining: no new client messages are taken (nothing unacknowledged is lost: the
+            // client resubmits after reconnecting elsewhere).
+            continue;
+        }
+        let msg = match opcode {
+            OpCode::Text => match decode_client(&message) {
+                Ok(msg) => SessionMsg::Client(msg),
+                Err(e) => SessionMsg::Malformed(e),
+            },
+            _ => SessionMsg::Binary,
+        };
+        if session.cast(msg).is_err() {
             break;
         }
     }

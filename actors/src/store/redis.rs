@@ -31,6 +31,13 @@
 //! stored revision exactly, so a repeated or skipped batch is refused rather than logged twice
 //! or with a hole. A failed append may or may not have reached Redis; none of its records may be
 //! acknowledged, and a reload shows what is there.
+//!
+//! # Connections and deadlines
+//! One multiplexed connection per store, replaced after any failure (with Sentinel the primary
+//! is looked up again, so a failover is followed). Every call has its own deadline instead of
+//! the client library's 500 ms default: `response_timeout_ms`, plus the size of what it sends at
+//! [`MIN_TRANSFER_BYTES_PER_SEC`], plus `wait_timeout_ms` for an append with `WAIT`; loads get
+//! [`LOAD_DEADLINE_FACTOR`] times the response timeout.
 
 mod conn;
 mod scripts;
@@ -79,6 +86,14 @@ pub const MAX_VALUE_BYTES: usize = 512 << 20;
 /// are doubles, exact up to 2^53.
 pub const MAX_SCRIPT_INT: u64 = 1 << 52;
 
+/// Slowest transfer rate a call's deadline allows for, in bytes per second: a write's deadline
+/// grows by its size over this rate, so that a large snapshot or batch is not cut off by a
+/// deadline meant for small commands (and then retried forever).
+pub const MIN_TRANSFER_BYTES_PER_SEC: u64 = 16 << 20;
+
+/// A load's deadline, in multiples of the response timeout: its size is unknown in advance.
+pub const LOAD_DEADLINE_FACTOR: u32 = 5;
+
 /// How often a claim re-reads the owner when it changed between the read and the
 /// compare-and-set, before giving up.
 const CLAIM_ATTEMPTS: usize = 4;
@@ -119,7 +134,11 @@ pub struct RedisSettings {
 
 impl RedisSettings {
     /// Settings for `url` with the default prefix and timeouts, no Sentinel and no `WAIT`.
-    pub fn new(url: impl Into<String>, node_name: impl Into<String>, incarnation: impl Into<String>) -> RedisSettings {
+    pub fn new(
+        url: impl Into<String>,
+        node_name: impl Into<String>,
+        incarnation: impl Into<String>,
+    ) -> RedisSettings {
         RedisSettings {
             url: url.into(),
             sentinel: None,
@@ -177,7 +196,9 @@ impl RedisStore {
         check_name("node name", &settings.node_name, false)?;
         check_name("incarnation", &settings.incarnation, false)?;
         if settings.response_timeout_ms == 0 {
-            return Err(invalid("redis response timeout must be at least 1 ms".to_owned()));
+            return Err(invalid(
+                "redis response timeout must be at least 1 ms".to_owned(),
+            ));
         }
         if settings.wait_replicas > 0 && settings.wait_timeout_ms == 0 {
             // WAIT with timeout 0 blocks forever.
@@ -187,8 +208,7 @@ impl RedisStore {
         }
         let wait_timeout = Duration::from_millis(settings.wait_timeout_ms);
         let response_timeout = Duration::from_millis(settings.response_timeout_ms);
-        let max_call = response_timeout + if settings.wait_replicas > 0 { wait_timeout } else { Duration::ZERO };
-        let conn = Connector::new(&settings, max_call)?;
+        let conn = Connector::new(&settings)?;
         let inner = Inner {
             conn,
             scripts: Scripts::new(),
@@ -208,7 +228,9 @@ impl RedisStore {
                 describe(&reply)
             ))));
         }
-        Ok(RedisStore { inner: Arc::new(inner) })
+        Ok(RedisStore {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The key whose existence says incarnation `incarnation` is alive.
@@ -259,14 +281,20 @@ impl RedisStore {
                 error.details().unwrap_or_default()
             ))));
         }
-        ::redis::from_redis_value(value)
-            .map_err(|e| StoreError::Io(io::Error::other(format!("redis {what}: unexpected reply: {e}"))))
+        ::redis::from_redis_value(value).map_err(|e| {
+            StoreError::Io(io::Error::other(format!(
+                "redis {what}: unexpected reply: {e}"
+            )))
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl Store for RedisStore {
-    async fn open(&self, doc: &DocId) -> Result<(Box<dyn DocumentStore>, StoredDocument), StoreError> {
+    async fn open(
+        &self,
+        doc: &DocId,
+    ) -> Result<(Box<dyn DocumentStore>, StoredDocument), StoreError> {
         let keys = self.inner.keys(doc);
         let token = self.inner.claim(doc, &keys).await?;
         let stored = self.inner.load(doc, &keys, &token).await?;
@@ -294,11 +322,15 @@ pub struct RedisDocumentStore {
 #[async_trait::async_trait]
 impl DocumentStore for RedisDocumentStore {
     async fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
-        self.inner.append(&self.doc, &self.keys, &self.token, records).await
+        self.inner
+            .append(&self.doc, &self.keys, &self.token, records)
+            .await
     }
 
     async fn compact(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        self.inner.compact(&self.doc, &self.keys, &self.token, snapshot).await
+        self.inner
+            .compact(&self.doc, &self.keys, &self.token, snapshot)
+            .await
     }
 
     async fn release(&mut self) -> Result<(), StoreError> {
@@ -306,9 +338,20 @@ impl DocumentStore for RedisDocumentStore {
         let call = ScriptCall {
             script: s,
             keys: vec![self.keys.owner.clone()],
-            args: vec![self.inner.incarnation.as_bytes().to_vec(), self.token.as_bytes().to_vec()],
+            args: vec![
+                self.inner.incarnation.as_bytes().to_vec(),
+                self.token.as_bytes().to_vec(),
+            ],
         };
-        let reply = self.inner.eval(&self.doc, call, Retry::Never).await?;
+        let reply = self
+            .inner
+            .eval(
+                &self.doc,
+                call,
+                self.inner.conn.response_timeout(),
+                Retry::Never,
+            )
+            .await?;
         match reply.status.as_str() {
             "OK" => {
                 tracing::debug!(doc = %self.doc, "released document");
@@ -362,12 +405,23 @@ impl Inner {
 
     async fn read_owner(&self, doc: &DocId, keys: &DocKeys) -> Result<RawOwner, StoreError> {
         let mut cmd = ::redis::cmd("HMGET");
-        cmd.arg(&keys.owner).arg("node").arg("incarnation").arg("token");
+        cmd.arg(&keys.owner)
+            .arg("node")
+            .arg("incarnation")
+            .arg("token");
         let value = self
             .conn
-            .query("read owner", &cmd, self.conn.response_timeout(), Retry::Once)
+            .query(
+                "read owner",
+                &cmd,
+                self.conn.response_timeout(),
+                Retry::Once,
+            )
             .await?;
-        let corrupt = |detail: String| StoreError::Corrupt { doc: doc.clone(), detail };
+        let corrupt = |detail: String| StoreError::Corrupt {
+            doc: doc.clone(),
+            detail,
+        };
         let fields = match value {
             Value::Array(fields) if fields.len() == 3 => fields,
             other => return Err(read_error("read owner", &other)),
@@ -398,7 +452,12 @@ impl Inner {
                 exists.arg(self.liveness_key(&current.incarnation));
                 let alive = self
                     .conn
-                    .query("check owner liveness", &exists, self.conn.response_timeout(), Retry::Once)
+                    .query(
+                        "check owner liveness",
+                        &exists,
+                        self.conn.response_timeout(),
+                        Retry::Once,
+                    )
                     .await?;
                 match alive {
                     Value::Int(0) => {
@@ -427,14 +486,18 @@ impl Inner {
             };
             // Not retried: after an unknown outcome the loop reads the owner again (and finds
             // either the old owner or this incarnation, and claims anew).
-            let reply = self.eval(doc, call, Retry::Never).await?;
+            let reply = self
+                .eval(doc, call, self.conn.response_timeout(), Retry::Never)
+                .await?;
             match reply.status.as_str() {
                 "OK" => {
                     let token = reply.text(0).map_err(|e| unexpected_detail(s, e))?;
                     if parse_int(token).is_none_or(|t| t > MAX_SCRIPT_INT) {
                         return Err(StoreError::Corrupt {
                             doc: doc.clone(),
-                            detail: format!("claim issued token {token:?}, not a number below 2^52"),
+                            detail: format!(
+                                "claim issued token {token:?}, not a number below 2^52"
+                            ),
                         });
                     }
                     return Ok(token.to_owned());
@@ -455,12 +518,25 @@ impl Inner {
     }
 
     /// Loads `doc` (which this incarnation must own with `token`).
-    async fn load(&self, doc: &DocId, keys: &DocKeys, token: &str) -> Result<StoredDocument, StoreError> {
-        let corrupt = |detail: String| StoreError::Corrupt { doc: doc.clone(), detail };
+    async fn load(
+        &self,
+        doc: &DocId,
+        keys: &DocKeys,
+        token: &str,
+    ) -> Result<StoredDocument, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            doc: doc.clone(),
+            detail,
+        };
         let s = &self.scripts.load;
         let call = ScriptCall {
             script: s,
-            keys: vec![keys.owner.clone(), keys.meta.clone(), keys.log.clone(), keys.snap.clone()],
+            keys: vec![
+                keys.owner.clone(),
+                keys.meta.clone(),
+                keys.log.clone(),
+                keys.snap.clone(),
+            ],
             args: vec![
                 self.incarnation.as_bytes().to_vec(),
                 token.as_bytes().to_vec(),
@@ -468,7 +544,14 @@ impl Inner {
                 MAX_LOAD_BYTES.to_string().into_bytes(),
             ],
         };
-        let reply = self.eval(doc, call, Retry::Once).await?;
+        let reply = self
+            .eval(
+                doc,
+                call,
+                self.conn.response_timeout() * LOAD_DEADLINE_FACTOR,
+                Retry::Once,
+            )
+            .await?;
         match reply.status.as_str() {
             "OK" => {}
             "FENCED" => return Err(StoreError::Fenced),
@@ -490,11 +573,13 @@ impl Inner {
         let meta_first = reply.text(1).map_err(|e| unexpected_detail(s, e))?;
         let meta_rev = match meta_rev {
             "" => 0,
-            text => parse_int(text).ok_or_else(|| corrupt(format!("meta rev {text:?} is not a number")))?,
+            text => parse_int(text)
+                .ok_or_else(|| corrupt(format!("meta rev {text:?} is not a number")))?,
         };
         let meta_first = match meta_first {
             "" => 1,
-            text => parse_int(text).ok_or_else(|| corrupt(format!("meta first {text:?} is not a number")))?,
+            text => parse_int(text)
+                .ok_or_else(|| corrupt(format!("meta first {text:?} is not a number")))?,
         };
         let snapshot = match reply.rest.get(2) {
             Some(Value::BulkString(bytes)) if bytes.is_empty() => None,
@@ -506,7 +591,12 @@ impl Inner {
                 }
                 Some(snapshot)
             }
-            Some(other) => return Err(unexpected_detail(s, format!("snapshot is {}", describe(other)))),
+            Some(other) => {
+                return Err(unexpected_detail(
+                    s,
+                    format!("snapshot is {}", describe(other)),
+                ))
+            }
             None => return Err(unexpected_detail(s, "reply has no snapshot".to_owned())),
         };
         let entries = match reply.rest.get(3) {
@@ -534,7 +624,8 @@ impl Inner {
             let Value::BulkString(bytes) = entry else {
                 return Err(corrupt(format!("log entry {index} is {}", describe(entry))));
             };
-            let record = decode_record(bytes).map_err(|e| corrupt(format!("log entry {index}: {e}")))?;
+            let record =
+                decode_record(bytes).map_err(|e| corrupt(format!("log entry {index}: {e}")))?;
             let expected = meta_first + index as u64;
             if record.rev != expected {
                 return Err(corrupt(format!(
@@ -571,7 +662,8 @@ impl Inner {
         let Some(first) = records.first() else {
             return Ok(());
         };
-        let refuse = |detail: String| StoreError::Io(io::Error::new(io::ErrorKind::InvalidInput, detail));
+        let refuse =
+            |detail: String| StoreError::Io(io::Error::new(io::ErrorKind::InvalidInput, detail));
         for (index, record) in records.iter().enumerate() {
             if Some(record.rev) != first.rev.checked_add(index as u64) || record.rev == 0 {
                 return Err(refuse(format!(
@@ -580,7 +672,10 @@ impl Inner {
                 )));
             }
             if record.rev > MAX_SCRIPT_INT {
-                return Err(refuse(format!("append to {doc}: revision {} is over 2^52", record.rev)));
+                return Err(refuse(format!(
+                    "append to {doc}: revision {} is over 2^52",
+                    record.rev
+                )));
             }
         }
         let batch_len = records.len() as u64;
@@ -593,6 +688,7 @@ impl Inner {
         }
         // Split into script calls of bounded size, all in one pipeline.
         let mut calls = Vec::new();
+        let mut firsts = Vec::new();
         let mut start = 0;
         while start < encoded.len() {
             let mut end = start;
@@ -612,6 +708,7 @@ impl Inner {
             args.push(prev.to_string().into_bytes());
             args.push(last.to_string().into_bytes());
             args.extend(encoded[start..end].iter().cloned());
+            firsts.push(records[start].rev);
             calls.push(ScriptCall {
                 script: &self.scripts.append,
                 keys: vec![keys.owner.clone(), keys.meta.clone(), keys.log.clone()],
@@ -621,8 +718,16 @@ impl Inner {
         }
         drop(encoded);
         let wait = (self.wait_replicas > 0).then_some((self.wait_replicas, self.wait_timeout));
-        let (replies, confirmed) = self.eval_pipeline(doc, &calls, wait, Retry::Never).await?;
-        for (call, reply) in calls.iter().zip(replies) {
+        let (replies, confirmed) = self
+            .eval_pipeline(
+                doc,
+                &calls,
+                wait,
+                self.conn.response_timeout(),
+                Retry::Never,
+            )
+            .await?;
+        for (first_rev, reply) in firsts.into_iter().zip(replies) {
             match reply.status.as_str() {
                 "OK" => {}
                 "FENCED" => return Err(StoreError::Fenced),
@@ -630,8 +735,7 @@ impl Inner {
                     return Err(StoreError::Corrupt {
                         doc: doc.clone(),
                         detail: format!(
-                            "append of revisions from {} does not follow the stored revision {}",
-                            String::from_utf8_lossy(call.args.get(2).map_or(&[][..], Vec::as_slice)),
+                            "append of revisions from {first_rev} does not follow the stored revision {}",
                             reply.shown(0)
                         ),
                     })
@@ -645,7 +749,7 @@ impl Inner {
                     doc: doc.clone(),
                     wanted: self.wait_replicas,
                     confirmed: u32::try_from(confirmed).unwrap_or(u32::MAX),
-                    timeout_ms: self.wait_timeout.as_millis() as u64,
+                    timeout_ms: millis(self.wait_timeout),
                 });
             }
         }
@@ -659,11 +763,16 @@ impl Inner {
         token: &str,
         snapshot: &Snapshot,
     ) -> Result<(), StoreError> {
-        let refuse = |detail: String| StoreError::Io(io::Error::new(io::ErrorKind::InvalidInput, detail));
+        let refuse =
+            |detail: String| StoreError::Io(io::Error::new(io::ErrorKind::InvalidInput, detail));
         if snapshot.rev > MAX_SCRIPT_INT {
-            return Err(refuse(format!("compact {doc}: revision {} is over 2^52", snapshot.rev)));
+            return Err(refuse(format!(
+                "compact {doc}: revision {} is over 2^52",
+                snapshot.rev
+            )));
         }
-        let bytes = codec::encode_snapshot(doc, snapshot).map_err(|e| refuse(format!("compact {doc}: {e}")))?;
+        let bytes = codec::encode_snapshot(doc, snapshot)
+            .map_err(|e| refuse(format!("compact {doc}: {e}")))?;
         if bytes.len() > MAX_VALUE_BYTES {
             return Err(refuse(format!(
                 "compact {doc}: snapshot of {} bytes is over the {MAX_VALUE_BYTES}-byte limit of a redis value",
@@ -673,7 +782,12 @@ impl Inner {
         let s = &self.scripts.compact;
         let call = ScriptCall {
             script: s,
-            keys: vec![keys.owner.clone(), keys.meta.clone(), keys.log.clone(), keys.snap.clone()],
+            keys: vec![
+                keys.owner.clone(),
+                keys.meta.clone(),
+                keys.log.clone(),
+                keys.snap.clone(),
+            ],
             args: vec![
                 self.incarnation.as_bytes().to_vec(),
                 token.as_bytes().to_vec(),
@@ -684,8 +798,13 @@ impl Inner {
         };
         // A compaction that failed half way is harmless (the script is atomic, and either
         // state loads), so the caller may simply try again later.
-        let reply = self.eval(doc, call, Retry::Never).await?;
-        let corrupt = |detail: String| StoreError::Corrupt { doc: doc.clone(), detail };
+        let reply = self
+            .eval(doc, call, self.conn.response_timeout(), Retry::Never)
+            .await?;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            doc: doc.clone(),
+            detail,
+        };
         match reply.status.as_str() {
             "OK" => Ok(()),
             "FENCED" => Err(StoreError::Fenced),
@@ -705,9 +824,17 @@ impl Inner {
     }
 
     /// Runs one script.
-    async fn eval(&self, doc: &DocId, call: ScriptCall<'_>, retry: Retry) -> Result<Reply, StoreError> {
+    async fn eval(
+        &self,
+        doc: &DocId,
+        call: ScriptCall<'_>,
+        base_deadline: Duration,
+        retry: Retry,
+    ) -> Result<Reply, StoreError> {
         let script = call.script;
-        let (replies, _) = self.eval_pipeline(doc, std::slice::from_ref(&call), None, retry).await?;
+        let (replies, _) = self
+            .eval_pipeline(doc, std::slice::from_ref(&call), None, base_deadline, retry)
+            .await?;
         replies
             .into_iter()
             .next()
@@ -715,12 +842,14 @@ impl Inner {
     }
 
     /// Runs `calls` (and `WAIT` if asked) in one pipeline; returns each call's reply and the
-    /// number of replicas `WAIT` reported.
+    /// number of replicas `WAIT` reported. The deadline is `base_deadline`, plus the time to
+    /// send the arguments at [`MIN_TRANSFER_BYTES_PER_SEC`], plus the `WAIT` timeout.
     async fn eval_pipeline(
         &self,
         doc: &DocId,
         calls: &[ScriptCall<'_>],
         wait: Option<(u32, Duration)>,
+        base_deadline: Duration,
         retry: Retry,
     ) -> Result<(Vec<Reply>, Option<u64>), StoreError> {
         let mut pipe = Pipeline::with_capacity(calls.len() + 1);
@@ -728,9 +857,14 @@ impl Inner {
         for call in calls {
             pipe.add_command(call.evalsha());
         }
-        let mut deadline = self.conn.response_timeout();
+        let sent: usize = calls
+            .iter()
+            .flat_map(|call| call.args.iter().map(Vec::len))
+            .sum();
+        let mut deadline = base_deadline
+            + Duration::from_secs_f64(sent as f64 / MIN_TRANSFER_BYTES_PER_SEC as f64);
         if let Some((replicas, timeout)) = wait {
-            pipe.cmd("WAIT").arg(replicas).arg(timeout.as_millis() as u64);
+            pipe.cmd("WAIT").arg(replicas).arg(millis(timeout));
             deadline += timeout;
         }
         let Some(first_call) = calls.first() else {
@@ -739,7 +873,10 @@ impl Inner {
         let mut attempt = 0;
         let values = loop {
             attempt += 1;
-            let values = self.conn.pipeline(first_call.script.name, &pipe, deadline, retry).await?;
+            let values = self
+                .conn
+                .pipeline(first_call.script.name, &pipe, deadline, retry)
+                .await?;
             let no_script =
                 |v: &Value| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT");
             // NOSCRIPT from the first call means no call ran (they all use one script, loaded
@@ -754,7 +891,10 @@ impl Inner {
         if values.len() != expected {
             return Err(unexpected_detail(
                 first_call.script,
-                format!("{doc}: {} replies to a pipeline of {expected}", values.len()),
+                format!(
+                    "{doc}: {} replies to a pipeline of {expected}",
+                    values.len()
+                ),
             ));
         }
         let mut values = values.into_iter();
@@ -768,7 +908,10 @@ impl Inner {
                     error.details().unwrap_or_default()
                 ))));
             }
-            replies.push(Reply::parse(value).map_err(|e| unexpected_detail(call.script, format!("{doc}: {e}")))?);
+            replies.push(
+                Reply::parse(value)
+                    .map_err(|e| unexpected_detail(call.script, format!("{doc}: {e}")))?,
+            );
         }
         let confirmed = match (wait, values.next()) {
             (None, _) => None,
@@ -783,7 +926,9 @@ impl Inner {
             (Some(_), other) => {
                 return Err(StoreError::Io(io::Error::other(format!(
                     "redis WAIT for {doc}: unexpected reply {}",
-                    other.as_ref().map_or_else(|| "nothing".to_owned(), describe)
+                    other
+                        .as_ref()
+                        .map_or_else(|| "nothing".to_owned(), describe)
                 ))))
             }
         };
@@ -795,7 +940,12 @@ impl Inner {
         cmd.arg("LOAD").arg(script.code);
         let value = self
             .conn
-            .query("script load", &cmd, self.conn.response_timeout(), Retry::Once)
+            .query(
+                "script load",
+                &cmd,
+                self.conn.response_timeout(),
+                Retry::Once,
+            )
             .await?;
         match scripts::text(&value) {
             Some(hash) if hash == script.hash => Ok(()),
@@ -812,11 +962,19 @@ impl Inner {
     }
 }
 
+/// `duration` in whole milliseconds.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Decodes one log list entry: exactly one record frame.
 fn decode_record(bytes: &[u8]) -> Result<LogRecord, String> {
     match codec::read_frame(bytes, 0) {
         Ok((decoded, end)) if end == bytes.len() => Ok(decoded.record),
-        Ok((_, end)) => Err(format!("{} unexpected bytes after the record", bytes.len() - end)),
+        Ok((_, end)) => Err(format!(
+            "{} unexpected bytes after the record",
+            bytes.len() - end
+        )),
         Err(codec::FrameFault::Bad(detail) | codec::FrameFault::Undecodable(detail)) => Err(detail),
     }
 }
@@ -835,9 +993,14 @@ fn check_name(what: &str, value: &str, may_be_empty: bool) -> Result<(), StoreEr
         return Err(invalid(format!("redis {what} must not be empty")));
     }
     if value.len() > MAX_NAME_BYTES {
-        return Err(invalid(format!("redis {what} is longer than {MAX_NAME_BYTES} bytes")));
+        return Err(invalid(format!(
+            "redis {what} is longer than {MAX_NAME_BYTES} bytes"
+        )));
     }
-    if let Some(bad) = value.chars().find(|c| matches!(c, '{' | '}') || c.is_whitespace() || c.is_control()) {
+    if let Some(bad) = value
+        .chars()
+        .find(|c| matches!(c, '{' | '}') || c.is_whitespace() || c.is_control())
+    {
         // A brace would change the hash slot of document keys.
         return Err(invalid(format!("redis {what} {value:?} contains {bad:?}")));
     }
@@ -845,7 +1008,10 @@ fn check_name(what: &str, value: &str, may_be_empty: bool) -> Result<(), StoreEr
 }
 
 fn read_error(what: &str, value: &Value) -> StoreError {
-    StoreError::Io(io::Error::other(format!("redis {what}: unexpected reply {}", describe(value))))
+    StoreError::Io(io::Error::other(format!(
+        "redis {what}: unexpected reply {}",
+        describe(value)
+    )))
 }
 
 fn unexpected(script: &LuaScript, reply: &Reply) -> StoreError {

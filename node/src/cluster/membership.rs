@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use redis::aio::ConnectionManager;
+use chorus_actors::store::redis::RedisStore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
@@ -41,7 +41,7 @@ pub struct MemberInfo {
 
 /// This node's membership.
 pub struct Membership {
-    redis: ConnectionManager,
+    redis: Arc<RedisStore>,
     prefix: String,
     me: std::sync::Mutex<MemberInfo>,
     lease: Duration,
@@ -77,7 +77,7 @@ impl Membership {
     /// Joins: removes this node name's previous incarnations (so their documents move at once),
     /// creates this incarnation's liveness key and member record.
     pub async fn join(
-        redis: ConnectionManager,
+        redis: Arc<RedisStore>,
         prefix: &str,
         me: MemberInfo,
         lease: Duration,
@@ -96,42 +96,43 @@ impl Membership {
             lost_notify: Notify::new(),
             members,
         });
-        let mut conn = membership.redis.clone();
-        let records: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(membership.members_key())
-            .query_async(&mut conn)
+        let redis = membership.redis.clone();
+        let records: Vec<(String, String)> = redis
+            .query("read members", redis::cmd("HGETALL").arg(membership.members_key()))
             .await
             .context("reading cluster members from Redis")?;
         for (incarnation, record) in records {
             let previous: Option<MemberInfo> = serde_json::from_str(&record).ok();
             if previous.is_some_and(|p| p.node == me.node) && incarnation != me.incarnation {
                 tracing::info!(%incarnation, "removing this node's previous incarnation");
-                let _: () = redis::pipe()
-                    .del(Self::liveness_key(prefix, &incarnation))
-                    .hdel(membership.members_key(), &incarnation)
-                    .query_async(&mut conn)
+                let _: i64 = redis
+                    .query("remove old incarnation", redis::cmd("DEL").arg(Self::liveness_key(prefix, &incarnation)))
                     .await
                     .context("removing the previous incarnation")?;
+                let _: i64 = redis
+                    .query("remove old member", redis::cmd("HDEL").arg(membership.members_key()).arg(&incarnation))
+                    .await
+                    .context("removing the previous member record")?;
             }
         }
         let sent = membership.origin.elapsed();
-        let created: Option<String> = redis::cmd("SET")
-            .arg(Self::liveness_key(prefix, &me.incarnation))
-            .arg(&me.node)
-            .arg("NX")
-            .arg("PX")
-            .arg(lease.as_millis() as u64)
-            .query_async(&mut conn)
+        let created: Option<String> = redis
+            .query(
+                "create liveness key",
+                redis::cmd("SET")
+                    .arg(Self::liveness_key(prefix, &me.incarnation))
+                    .arg(&me.node)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease.as_millis() as u64),
+            )
             .await
             .context("creating the liveness key")?;
         anyhow::ensure!(created.is_some(), "incarnation {} already exists in Redis", me.incarnation);
         membership.confirm(sent);
         let record = serde_json::to_string(&me).context("encoding the member record")?;
-        let _: () = redis::cmd("HSET")
-            .arg(membership.members_key())
-            .arg(&me.incarnation)
-            .arg(record)
-            .query_async(&mut conn)
+        let _: i64 = redis
+            .query("write member", redis::cmd("HSET").arg(membership.members_key()).arg(&me.incarnation).arg(record))
             .await
             .context("writing the member record")?;
         membership.refresh_members().await?;
@@ -179,14 +180,17 @@ impl Membership {
             tick.tick().await;
             let incarnation = self.incarnation();
             let sent = self.origin.elapsed();
-            let mut conn = self.redis.clone();
-            let renewed: Result<Option<String>, _> = redis::cmd("SET")
-                .arg(Self::liveness_key(&self.prefix, &incarnation))
-                .arg("1")
-                .arg("XX")
-                .arg("PX")
-                .arg(self.lease.as_millis() as u64)
-                .query_async(&mut conn)
+            let renewed: Result<Option<String>, _> = self
+                .redis
+                .query(
+                    "renew lease",
+                    redis::cmd("SET")
+                        .arg(Self::liveness_key(&self.prefix, &incarnation))
+                        .arg("1")
+                        .arg("XX")
+                        .arg("PX")
+                        .arg(self.lease.as_millis() as u64),
+                )
                 .await;
             match renewed {
                 Ok(Some(_)) => self.confirm(sent),
@@ -206,10 +210,9 @@ impl Membership {
 
     /// Reads the member records and keeps those whose liveness key exists.
     pub async fn refresh_members(&self) -> anyhow::Result<()> {
-        let mut conn = self.redis.clone();
-        let records: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(self.members_key())
-            .query_async(&mut conn)
+        let records: Vec<(String, String)> = self
+            .redis
+            .query("read members", redis::cmd("HGETALL").arg(self.members_key()))
             .await
             .context("reading members")?;
         let records: Vec<MemberInfo> = records
@@ -217,18 +220,16 @@ impl Membership {
             .take(MAX_MEMBERS)
             .filter_map(|(_, r)| serde_json::from_str::<MemberInfo>(&r).ok())
             .collect();
-        let mut pipe = redis::pipe();
-        for m in &records {
-            pipe.exists(Self::liveness_key(&self.prefix, &m.incarnation));
-        }
-        let alive: Vec<bool> = if records.is_empty() { Vec::new() } else { pipe.query_async(&mut conn).await? };
         let mut live = Vec::new();
-        for (m, alive) in records.into_iter().zip(alive) {
+        for m in records {
+            let key = Self::liveness_key(&self.prefix, &m.incarnation);
+            let alive: bool = self.redis.query("check liveness", redis::cmd("EXISTS").arg(key)).await?;
             if alive {
                 live.push(m);
             } else {
                 // Dead for good (keys never come back): drop its record.
-                let _: Result<(), _> = redis::cmd("HDEL").arg(self.members_key()).arg(&m.incarnation).query_async(&mut conn).await;
+                let _: Result<i64, _> =
+                    self.redis.query("drop dead member", redis::cmd("HDEL").arg(self.members_key()).arg(&m.incarnation)).await;
             }
         }
         live.sort_by(|a, b| a.incarnation.cmp(&b.incarnation));
@@ -250,12 +251,10 @@ impl Membership {
             me.draining = true;
             me.clone()
         };
-        let mut conn = self.redis.clone();
-        let _: () = redis::cmd("HSET")
-            .arg(self.members_key())
-            .arg(&me.incarnation)
-            .arg(serde_json::to_string(&me)?)
-            .query_async(&mut conn)
+        let record = serde_json::to_string(&me)?;
+        let _: i64 = self
+            .redis
+            .query("mark draining", redis::cmd("HSET").arg(self.members_key()).arg(&me.incarnation).arg(record))
             .await?;
         self.refresh_members().await
     }
@@ -264,12 +263,12 @@ impl Membership {
     pub async fn leave(&self) -> anyhow::Result<()> {
         let incarnation = self.incarnation();
         self.valid_until_ms.store(0, Ordering::Release);
-        let mut conn = self.redis.clone();
-        let _: () = redis::pipe()
-            .del(Self::liveness_key(&self.prefix, &incarnation))
-            .hdel(self.members_key(), &incarnation)
-            .query_async(&mut conn)
+        let _: i64 = self
+            .redis
+            .query("delete liveness key", redis::cmd("DEL").arg(Self::liveness_key(&self.prefix, &incarnation)))
             .await?;
+        let _: i64 =
+            self.redis.query("delete member", redis::cmd("HDEL").arg(self.members_key()).arg(&incarnation)).await?;
         Ok(())
     }
 }

@@ -86,13 +86,6 @@ pub async fn start_base(config: &Config, public_addr: SocketAddr) -> anyhow::Res
         response_timeout_ms: c.redis_timeout_ms,
     };
     let store = Arc::new(RedisStore::connect(settings).await.context("connecting the Redis store")?);
-    let client = redis::Client::open(url.as_str()).context("parsing the Redis URL")?;
-    let manager_config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_millis(c.redis_timeout_ms)))
-        .set_connection_timeout(Some(Duration::from_millis(c.redis_timeout_ms)));
-    let redis = redis::aio::ConnectionManager::new_with_config(client, manager_config)
-        .await
-        .context("connecting to Redis for membership")?;
 
     let listen = concrete_addr(c.cluster_listen)?;
     let server = NodeServer::new(
@@ -115,7 +108,7 @@ pub async fn start_base(config: &Config, public_addr: SocketAddr) -> anyhow::Res
         draining: false,
     };
     let membership = Membership::join(
-        redis,
+        store.clone(),
         &c.redis_key_prefix,
         me,
         Duration::from_millis(c.lease_ms),

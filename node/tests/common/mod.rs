@@ -162,6 +162,16 @@ impl Client {
         }
     }
 
+    /// Next message whose type is one of `types`, skipping others; panics after RECV_TIMEOUT.
+    pub async fn recv_type_of(&mut self, types: &[&str]) -> Value {
+        loop {
+            let v = self.recv().await;
+            if types.iter().any(|t| v["type"] == *t) {
+                return v;
+            }
+        }
+    }
+
     /// Waits for the close frame; returns its code (None if the socket ended without one).
     pub async fn recv_close(&mut self) -> Option<u16> {
         match self.recv_end().await {
@@ -240,7 +250,24 @@ pub fn assert_error(v: &Value, code: &str, doc: Option<&str>, seq: Option<u64>) 
     assert_eq!(got, expected, "full message: {v}");
 }
 
-/// A fresh client's view of `doc`: (rev, text) from a snapshot.
+/// A client that stays connected for a whole test and reads snapshots by re-opening documents:
+/// a re-open is a resync that keeps the subscription, so the other clients never get a `left`
+/// from it (a fresh client per snapshot would announce `left` to everyone when it goes).
+pub struct Observer(pub Client);
+
+impl Observer {
+    pub async fn new(url: &str) -> Observer {
+        Observer(Client::connect(url, None, "Observer").await)
+    }
+
+    /// (rev, text) of a fresh snapshot of `doc`.
+    pub async fn snapshot(&mut self, doc: &str) -> (u64, String) {
+        self.0.open_snapshot(doc).await
+    }
+}
+
+/// A fresh client's view of `doc`: (rev, text) from a snapshot. The client announces `left` to
+/// the document's other subscribers when it goes: use an [`Observer`] while others still read.
 pub async fn snapshot(url: &str, doc: &str) -> (u64, String) {
     let mut c = Client::connect(url, None, "Observer").await;
     c.open_snapshot(doc).await

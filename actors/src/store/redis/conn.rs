@@ -72,15 +72,15 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// Prepares connections per `settings` (opening none yet). `max_call` is the longest
-    /// deadline any call will use, set as the client library's own response timeout too.
-    pub(super) fn new(settings: &RedisSettings, max_call: Duration) -> Result<Connector, StoreError> {
+    /// Prepares connections per `settings` (opening none yet).
+    pub(super) fn new(settings: &RedisSettings) -> Result<Connector, StoreError> {
         let response_timeout = Duration::from_millis(settings.response_timeout_ms);
-        // Our own deadline (`tokio::time::timeout`) bounds every call; the library's timeout is
-        // set explicitly (its default is 500 ms, too short for a `WAIT`) as a backstop.
+        // Every call runs under its own deadline (`tokio::time::timeout` in `call`), sized for
+        // what it does (a `WAIT`, a large snapshot). The library's response timeout (500 ms by
+        // default) would cut those short, so it is switched off explicitly.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(response_timeout))
-            .set_response_timeout(Some(max_call));
+            .set_response_timeout(None);
         let target = match &settings.sentinel {
             None => Target::Direct(
                 Client::open(settings.url.as_str())
@@ -203,7 +203,10 @@ impl Connector {
             .map_err(|_| {
                 StoreError::Io(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("redis connect: no connection within {} ms", budget.as_millis()),
+                    format!(
+                        "redis connect: no connection within {} ms",
+                        budget.as_millis()
+                    ),
                 ))
             })?
             .map_err(|e| redis_error("connect", &e))?;
@@ -243,7 +246,10 @@ impl Connector {
     /// Forgets connection `generation` if it is still the current one.
     fn drop_connection(&self, generation: u64) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_some_and(|live| live.generation == generation) {
+        if current
+            .as_ref()
+            .is_some_and(|live| live.generation == generation)
+        {
             *current = None;
         }
     }
@@ -308,7 +314,9 @@ pub(super) fn invalid(detail: String) -> StoreError {
 /// Builds the Sentinel client; `url` only contributes the primary's db, user and password.
 fn sentinel_client(url: &str, sentinel: &SentinelSettings) -> Result<SentinelClient, StoreError> {
     if sentinel.sentinels.is_empty() {
-        return Err(invalid("redis sentinel: no sentinel addresses given".to_owned()));
+        return Err(invalid(
+            "redis sentinel: no sentinel addresses given".to_owned(),
+        ));
     }
     if sentinel.master_name.is_empty() {
         return Err(invalid("redis sentinel: empty master name".to_owned()));
