@@ -643,8 +643,9 @@ mod tests {
             "mymaster",
             "chorus:",
             "127.0.0.1:8090",
-            "3000",
             "1500",
+            "300",
+            "1000",
         ] {
             assert!(
                 help.contains(&format!("[default: {default}]")),

@@ -924,10 +924,10 @@ mod tests {
             );
         }
         rejects(
-            with(|c| c.cluster.renew_interval_ms = 1_501),
+            with(|c| c.cluster.renew_interval_ms = 751),
             "cluster.renew_interval_ms",
-            "1501",
-            "1 ..= cluster.lease_ms / 2 (1500)",
+            "751",
+            "1 ..= cluster.lease_ms / 2 (750)",
         );
         rejects(
             with(|c| c.cluster.renew_interval_ms = 0),
