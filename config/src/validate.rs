@@ -942,10 +942,10 @@ mod tests {
             "1 ..= ",
         );
         rejects(
-            with(|c| c.cluster.heartbeat_timeout_ms = 250),
+            with(|c| c.cluster.heartbeat_timeout_ms = 200),
             "cluster.heartbeat_timeout_ms",
-            "250",
-            "greater than cluster.heartbeat_interval_ms (250)",
+            "200",
+            "greater than cluster.heartbeat_interval_ms (200)",
         );
         rejects(
             with(|c| c.cluster.heartbeat_timeout_ms = MAX_MS + 1),
