@@ -1,5 +1,6 @@
 //! The accept loop and routes: `/ws` (WebSocket upgrade), `/livez` and `/health` (the process
-//! is up), `/readyz` and `/ready` (it accepts new connections). Connections are counted against
+//! is up), `/readyz` and `/ready` (it accepts new connections), and the browser editor (`/`,
+//! `/d/<doc id>`, `/assets/*`, embedded: see [`assets`]). Connections are counted against
 //! `limits.max_connections`; shutdown moves through [`Phase`]s.
 
 use std::convert::Infallible;
@@ -24,6 +25,9 @@ use tokio::sync::{watch, Notify};
 
 use crate::auth::authorize;
 use crate::connection;
+
+#[path = "assets.rs"]
+pub mod assets;
 
 /// Where the node is in its life; connections watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +202,7 @@ async fn route(mut req: Request<Incoming>, ctx: Arc<WebContext>) -> Result<Respo
         (_, "/ws") | (_, "/livez") | (_, "/health") | (_, "/readyz") | (_, "/ready") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
+        (method, path) if assets::handles(path) => assets::serve(method, path, req.headers()),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response)

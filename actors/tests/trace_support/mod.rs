@@ -294,52 +294,270 @@ pub struct ConcurrentOutcome {
     pub agent_texts: Vec<String>,
     /// The inputs of the server, for [`run_script`].
     pub script: Script,
+    /// Broadcasts an agent received before the transaction the trace says it saw them at
+    /// (it rebased its transactions in between over them).
+    pub early_deliveries: usize,
 }
 
 /// Per-agent version vector: `vv[b]` = how many of agent b's transactions are included.
 type Version = Vec<u32>;
 
+/// "Never" for an agent's clock: after its last transaction.
+const END: u32 = u32::MAX;
+
+/// One op of the schedule: an agent's transactions `(previous end, end]`, composed.
+#[derive(Debug, Clone)]
+struct Planned {
+    author: usize,
+    /// Own transactions it completes.
+    end: u32,
+    /// For each agent, how many of its own transactions it has made when this op's message
+    /// (an ack for the author, a broadcast for the others) reaches it.
+    arrives: Vec<u32>,
+    /// For each agent, when its transactions start to include this op (`arrives` may be
+    /// earlier: the agent then rebases its transactions in between over the op).
+    exact: Vec<u32>,
+}
+
+/// Plans how the trace happened over a central OT server: which transactions each agent's ops
+/// carry, and the order the server received them in.
+///
+/// An agent sends everything it has typed when the ack of its previous op arrives (or a
+/// transaction at once when nothing is in flight), so the ack's arrival decides where its next op
+/// ends. Every agent receives acks and broadcasts in server order and processes a broadcast right
+/// before its first transaction made after it (the trace says which), so in server order each
+/// agent's arrival times must not go down, and an op must end exactly where another agent's
+/// transaction stopped seeing that agent's work. The plan is a greedy merge: the next op is one
+/// that arrives nowhere later than any other agent's next op could; its ack arrives as early as
+/// the receiving agent's clock allows.
+fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) -> Result<Vec<Planned>, String> {
+    let n = trace.agents;
+    let made: Vec<u32> = by_agent.iter().map(|txns| txns.len() as u32).collect();
+    // For each (seer b, author c): c's transaction count in each of b's versions, in b's order.
+    let seen_by: Vec<Vec<Vec<u32>>> =
+        (0..n).map(|b| (0..n).map(|c| by_agent[b].iter().map(|&j| versions[j][c]).collect()).collect()).collect();
+    // Where each agent's ops must end: every count another agent's transaction saw, and the last.
+    let mut must_end: Vec<Vec<u32>> = Vec::with_capacity(n);
+    for c in 0..n {
+        let mut ends: Vec<u32> = (0..n).filter(|&b| b != c).flat_map(|b| seen_by[b][c].iter().copied()).collect();
+        ends.push(made[c]);
+        ends.retain(|&e| e > 0);
+        ends.sort_unstable();
+        ends.dedup();
+        must_end.push(ends);
+    }
+    // The first count after `end` where an op of c must end (END after the last).
+    let next_must = |c: usize, end: u32| -> u32 {
+        let ends = &must_end[c];
+        ends.get(ends.partition_point(|&e| e <= end)).copied().unwrap_or(END)
+    };
+    // When agent b sees c's op ending at `end`: before its first transaction whose version has it.
+    let arrival = |b: usize, c: usize, end: u32| -> u32 {
+        let counts = &seen_by[b][c];
+        let index = counts.partition_point(|&count| count < end);
+        if index == counts.len() { END } else { index as u32 }
+    };
+    // Where agent e's next op ends if it is placed after something that reaches e at `arrives_e`:
+    // its ack comes as late as possible, so everything typed until then is in the next op.
+    let next_end = |e: usize, state: &PlanState, arrives_e: u32| -> Option<u32> {
+        let sent = state.sent[e];
+        if sent >= made[e] {
+            return None;
+        }
+        Some(match state.waiting[e] {
+            None => sent + 1,
+            Some((_, _, first_after)) => first_after.min(arrives_e).clamp(sent + 1, next_must(e, sent)),
+        })
+    };
+    // Every op that may be sent next, best first: (author, end, arrival at each agent).
+    let candidates = |state: &PlanState| -> Vec<(usize, u32, Vec<u32>, Vec<u32>)> {
+        let mut found: Vec<((u64, u64, u64), (usize, u32, Vec<u32>, Vec<u32>))> = Vec::new();
+        'candidates: for c in 0..n {
+            let Some(end) = next_end(c, state, END) else { continue };
+            let ack_lo = end.max(state.clock[c]);
+            if end < made[c] && ack_lo > next_must(c, end) {
+                if std::env::var_os("CHORUS_PLAN_DEBUG2").is_some() {
+                    eprintln!("  reject agent {c} end {end}: ack {ack_lo} after next must {}", next_must(c, end));
+                }
+                continue;
+            }
+            let exact: Vec<u32> = (0..n).map(|b| if b == c { ack_lo } else { arrival(b, c, end) }).collect();
+            // Where the trace cannot be followed exactly (strict OT with one op in flight orders
+            // some concurrent ops differently than the trace's agents saw them), an agent may
+            // receive an op a few transactions early and rebase its next transactions over it.
+            let mut arrives = exact.clone();
+            for _ in 0..n {
+                for b in (0..n).filter(|&b| b != c) {
+                    for e in (0..n).filter(|&e| e != c) {
+                        let Some(other_end) = next_end(e, state, arrives[e]) else { continue };
+                        let theirs = if b == e {
+                            if other_end < made[e] { next_must(e, other_end) } else { END }
+                        } else {
+                            arrival(b, e, other_end)
+                        };
+                        // Never before the author made the op's last transaction.
+                        let made_at = by_agent[c][end as usize - 1];
+                        let earliest = by_agent[b].partition_point(|&j| j < made_at) as u32;
+                        arrives[b] = arrives[b].min(theirs.max(earliest));
+                    }
+                }
+            }
+            let early = (0..n).filter(|&b| arrives[b] < exact[b]).count() as u64;
+            if (0..n).any(|b| arrives[b] < state.clock[b]) {
+                if std::env::var_os("CHORUS_PLAN_DEBUG2").is_some() {
+                    eprintln!("  reject agent {c} end {end}: arrives {arrives:?} before clock {:?}", state.clock);
+                }
+                continue;
+            }
+            for e in (0..n).filter(|&e| e != c) {
+                let Some(other_end) = next_end(e, state, arrives[e]) else { continue };
+                // This op must not arrive anywhere later than e's next op will.
+                for b in 0..n {
+                    let theirs = if b == e {
+                        if other_end < made[e] { next_must(e, other_end) } else { END }
+                    } else {
+                        arrival(b, e, other_end)
+                    };
+                    if arrives[b] > theirs {
+                        if std::env::var_os("CHORUS_PLAN_DEBUG2").is_some() {
+                            eprintln!("  reject agent {c} end {end} arrives {arrives:?}: vs agent {e} next end {other_end}: at {b} {} > {theirs}", arrives[b]);
+                        }
+                        continue 'candidates;
+                    }
+                }
+            }
+            // Placing this op first makes each waiting agent's ack come no later than this op
+            // reaches it; prefer the op that cuts those windows least, then the earliest.
+            let cut: u64 = (0..n)
+                .filter(|&e| e != c)
+                .filter_map(|e| state.waiting[e].map(|(_, _, first_after)| (e, first_after)))
+                .map(|(e, first_after)| {
+                    let wanted = first_after.min(next_must(e, state.sent[e]));
+                    u64::from(wanted.saturating_sub(arrives[e]))
+                })
+                .sum();
+            let earliest = arrives.iter().map(|&t| u64::from(t)).sum::<u64>();
+            found.push(((early, cut, earliest), (c, end, arrives, exact)));
+        }
+        found.sort_by_key(|(score, _)| *score);
+        found.into_iter().map(|(_, candidate)| candidate).collect()
+    };
+    let mut state = PlanState { clock: vec![0; n], sent: vec![0; n], waiting: vec![None; n] };
+    let mut order: Vec<Planned> = Vec::new();
+    // Decision points for backtracking: the state before, the alternatives not tried yet, and
+    // the ack time the chosen op overwrote (author's previous op).
+    let mut stack: Vec<(PlanState, usize, Vec<(usize, u32, Vec<u32>, Vec<u32>)>, Option<(usize, u32)>)> = Vec::new();
+    let mut pending: Vec<(usize, u32, Vec<u32>, Vec<u32>)> = candidates(&state);
+    pending.reverse();
+    let mut steps = 0usize;
+    let mut deepest = 0usize;
+    loop {
+        steps += 1;
+        if steps > MAX_PLAN_STEPS {
+            return Err(format!(
+                "no server order found within {MAX_PLAN_STEPS} search steps (deepest: {deepest} of the ops placed)"
+            ));
+        }
+        let Some((c, end, arrives, exact)) = pending.pop() else {
+            if std::env::var_os("CHORUS_PLAN_DEBUG").is_some() && order.len() + 3 >= deepest {
+                eprintln!("dead end at {}: {state:?}", order.len());
+            }
+            // Dead end: go back to the last decision with an alternative left.
+            let Some((before, len, alternatives, overwritten)) = stack.pop() else {
+                return Err(format!("no server order fits the trace (deepest: {deepest} ops placed)"));
+            };
+            order.truncate(len);
+            if let Some((index, old)) = overwritten {
+                let author = order[index].author;
+                order[index].arrives[author] = old;
+            }
+            state = before;
+            pending = alternatives;
+            continue;
+        };
+        let before = state.clone();
+        let len = order.len();
+        // The author's previous op's ack came just in time for this op to end at `end`.
+        let mut overwritten = None;
+        if let Some((index, ack_lo, first_after)) = state.waiting[c].take() {
+            overwritten = Some((index, order[index].arrives[c]));
+            order[index].arrives[c] = ack_lo.max(first_after.min(end));
+        }
+        for e in (0..n).filter(|&e| e != c) {
+            if let Some((_, _, first_after)) = state.waiting[e].as_mut() {
+                *first_after = (*first_after).min(arrives[e]);
+            }
+        }
+        for b in 0..n {
+            state.clock[b] = state.clock[b].max(arrives[b]);
+        }
+        state.sent[c] = end;
+        state.waiting[c] = Some((order.len(), arrives[c], END));
+        order.push(Planned { author: c, end, arrives, exact });
+        stack.push((before, len, std::mem::take(&mut pending), overwritten));
+        deepest = deepest.max(order.len());
+        if (0..n).all(|e| state.sent[e] >= made[e]) {
+            for w in state.waiting.iter_mut() {
+                if let Some((index, ack_lo, first_after)) = w.take() {
+                    let author = order[index].author;
+                    order[index].arrives[author] = ack_lo.max(first_after);
+                }
+            }
+            return Ok(order);
+        }
+        pending = candidates(&state);
+        pending.reverse();
+    }
+}
+
+/// Most steps the plan's search may take (each places or takes back one op): a few times the
+/// ops of a trace when little backtracking is needed; a bound so a trace that does not fit fails.
+const MAX_PLAN_STEPS: usize = 2_000_000;
+
+/// Where the plan's search is.
+#[derive(Debug, Clone)]
+struct PlanState {
+    /// Per agent: no message still to be placed can reach it earlier.
+    clock: Vec<u32>,
+    /// Per agent: own transactions sent so far (the end of its last placed op).
+    sent: Vec<u32>,
+    /// Per agent: its placed op still waiting for its ack (index in the order), the earliest the
+    /// ack can arrive, and the earliest arrival of anything placed after it (its ack comes
+    /// before that).
+    waiting: Vec<Option<(usize, u32, u32)>>,
+}
+
 /// A server message waiting in an agent's (simulated, in-order) downlink.
 #[derive(Debug)]
 struct Pending {
-    rev: u64,
+    /// Own transaction count at which the agent processes it.
+    at: u32,
+    /// Own transaction count from which the agent's transactions include it.
+    exact: u32,
     frame: chorus_actors::protocol::Frame,
 }
 
-/// An op an agent has sent that the server has not received yet.
-#[derive(Debug)]
-struct Uplink {
-    seq: u64,
-    base_rev: u64,
-    raw: RawOp,
-    /// The op completes this many of the agent's own transactions.
-    upto: u32,
-}
-
-/// One agent: an OT client with one op in flight and a composed buffer.
+/// One agent: an OT client with one op in flight and buffered edits.
 struct Agent {
     /// Last server revision it has.
     rev: u64,
     /// The op in flight (transformed as server ops arrive).
     inflight: Option<Op>,
-    /// Edits made while an op is in flight, one per transaction, each based on the previous
-    /// (the first on the op in flight), with how many own transactions it completes; `None`
-    /// for a transaction that changed nothing. Kept apart, not composed, so that the simulation
-    /// can send exactly the transactions another agent had seen.
-    buffer: VecDeque<(u32, Option<Op>)>,
+    /// Edits made since, one per transaction, each based on the previous (the first on the op in
+    /// flight), with the own transaction count it completes. Kept apart so that an op can carry
+    /// exactly the transactions the plan says (the real client composes at once; the result is
+    /// the same).
+    buffer: VecDeque<(u32, Op)>,
     next_seq: u64,
-    /// Its text (for checking; every edit applies to it).
+    /// Own transactions made.
+    made: u32,
+    /// Its text (every edit applies to it).
     text: Rope,
-    /// The op in flight while the network still carries it to the server.
-    uplink: Option<Uplink>,
-    /// How many of its own transactions the server has received.
-    at_server: u32,
     /// Messages the server sent it that it has not processed yet, in order.
     downlink: VecDeque<Pending>,
-    /// What it has seen: its own transactions plus every foreign one delivered.
-    seen: Version,
-    /// What it may see before its next transaction (that transaction's version); `None`: all.
-    allowed: Option<Version>,
+    /// Ops it received before its transactions include them, as applied (a chain on top of the
+    /// text its transactions are written against), with the count from which they do.
+    early: VecDeque<(u32, Op)>,
 }
 
 #[derive(Deserialize)]
@@ -353,48 +571,136 @@ struct Ack {
     rev: u64,
 }
 
-/// The simulated system: one server core, its agents, and the network between them.
+impl Agent {
+    /// Processes the messages due by now: acks, and other agents' ops transformed over its op in
+    /// flight and its buffer (the server's op wins ties).
+    fn catch_up(&mut self, a: usize) -> Result<(), String> {
+        while self.downlink.front().is_some_and(|m| m.at <= self.made) {
+            let Some(message) = self.downlink.pop_front() else { break };
+            if message.frame.starts_with(br#"{"type":"ack""#) {
+                let ack: Ack = serde_json::from_slice(&message.frame).map_err(|e| e.to_string())?;
+                if self.inflight.take().is_none() {
+                    return Err(format!("agent {a} got an ack with nothing in flight"));
+                }
+                self.rev = ack.rev;
+                continue;
+            }
+            let msg: BroadcastOp = serde_json::from_slice(&message.frame).map_err(|e| e.to_string())?;
+            if msg.rev != self.rev + 1 {
+                return Err(format!("agent {a}: revision {} after {}", msg.rev, self.rev));
+            }
+            let base_len = match self.inflight.as_ref().or_else(|| self.buffer.front().map(|(_, op)| op)) {
+                Some(op) => op.base_len(),
+                None => self.text.len_chars(),
+            };
+            let mut remote = Op::from_raw(msg.op, base_len).map_err(|e| e.to_string())?;
+            if let Some(inflight) = self.inflight.take() {
+                let (remote2, inflight2) = Op::transform(&remote, &inflight).map_err(|e| e.to_string())?;
+                self.inflight = Some(inflight2);
+                remote = remote2;
+            }
+            for (_, op) in self.buffer.iter_mut() {
+                let (remote2, op2) = Op::transform(&remote, op).map_err(|e| e.to_string())?;
+                *op = op2;
+                remote = remote2;
+            }
+            remote.apply(&mut self.text).map_err(|e| e.to_string())?;
+            self.rev = msg.rev;
+            if message.exact > self.made {
+                self.early.push_back((message.exact, remote));
+            }
+        }
+        Ok(())
+    }
+
+    /// A patch of the agent's next transaction, written against the text without the ops it
+    /// received early: rebased over them (they were applied first: they win ties), applied.
+    fn local_patch(&mut self, patch: &Patch) -> Result<Op, String> {
+        while self.early.front().is_some_and(|(exact, _)| *exact <= self.made) {
+            self.early.pop_front();
+        }
+        if self.early.iter().any(|(exact, _)| *exact <= self.made) {
+            return Err("ops received early become part of the agent's view out of order".into());
+        }
+        let base_len = self.early.front().map_or(self.text.len_chars(), |(_, op)| op.base_len());
+        let mut op = patch_op(patch, base_len)?;
+        for (_, early) in self.early.iter_mut() {
+            let (op2, early2) = Op::transform(&op, early).map_err(|e| e.to_string())?;
+            *early = early2;
+            op = op2;
+        }
+        op.apply(&mut self.text).map_err(|e| e.to_string())?;
+        Ok(op)
+    }
+}
+
+/// The simulated system: one server core, its agents, the plan and how far the server is in it.
 struct Simulation {
     core: DocumentCore<u32>,
     agents: Vec<Agent>,
-    /// For every revision: the agent whose op it is and how many of its transactions it completes.
-    revs: Vec<(usize, u32)>,
+    plan: Vec<Planned>,
+    next: usize,
     script: Script,
 }
 
 impl Simulation {
-    /// The server receives agent `a`'s op in flight.
-    fn server_receives(&mut self, a: usize) -> Result<(), String> {
-        let Some(up) = self.agents[a].uplink.take() else { return Ok(()) };
-        let core = &mut self.core;
-        self.script.submissions.push(Submission { conn: a as u64, seq: up.seq, base_rev: up.base_rev, raw: up.raw.clone() });
-        let before = core.durable_rev();
-        core.submit(a as u64, up.seq, up.base_rev, up.raw);
-        drive_store(core);
-        if core.durable_rev() != before + 1 {
+    /// The next op of the plan leaves its author (which takes its ack first) and the server
+    /// applies it; its ack and broadcasts go into the downlinks, due when the plan says.
+    fn server_step(&mut self) -> Result<(), String> {
+        let planned = self.plan[self.next].clone();
+        self.next += 1;
+        let a = planned.author;
+        let agent = &mut self.agents[a];
+        if agent.made < planned.end {
+            return Err(format!("agent {a} must send transactions up to {} but has made {}", planned.end, agent.made));
+        }
+        agent.catch_up(a)?;
+        if agent.inflight.is_some() {
+            return Err(format!("agent {a} must send its next op but has not had its ack"));
+        }
+        let mut composed: Option<Op> = None;
+        while agent.buffer.front().is_some_and(|(count, _)| *count <= planned.end) {
+            let Some((_, op)) = agent.buffer.pop_front() else { break };
+            composed = Some(match composed {
+                None => op,
+                Some(c) => c.compose(&op).map_err(|e| e.to_string())?,
+            });
+        }
+        // Transactions that cancel out still make an op (`[len]` changes nothing but is one).
+        let Some(op) = composed.filter(|op| !op.components().is_empty()) else {
+            return Err(format!("agent {a}'s op up to transaction {} is empty on an empty document", planned.end));
+        };
+        let seq = agent.next_seq;
+        agent.next_seq += 1;
+        let raw = op_raw(&op);
+        agent.inflight = Some(op);
+        self.script.submissions.push(Submission { conn: a as u64, seq, base_rev: agent.rev, raw: raw.clone() });
+        let before = self.core.durable_rev();
+        self.core.submit(a as u64, seq, agent.rev, raw);
+        drive_store(&mut self.core);
+        if self.core.durable_rev() != before + 1 {
             let mut detail = String::new();
-            while let Some(o) = core.poll_output() {
+            while let Some(o) = self.core.poll_output() {
                 if let Output::Send { frame, .. } = o {
                     detail.push_str(&String::from_utf8_lossy(&frame));
                 }
             }
-            return Err(format!("the server did not apply agent {a}'s op {}: {detail}", up.seq));
+            return Err(format!("the server did not apply agent {a}'s op {seq}: {detail}"));
         }
-        let rev = core.durable_rev();
-        self.revs.push((a, up.upto));
-        self.agents[a].at_server = up.upto;
-        while let Some(output) = core.poll_output() {
+        while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Send { to, frame } => {
                     if is_error(&frame) {
                         return Err(format!("server error to agent {to}: {}", String::from_utf8_lossy(&frame)));
                     }
-                    self.agents[to as usize].downlink.push_back(Pending { rev, frame });
+                    let at = planned.arrives[to as usize];
+                    self.agents[to as usize].downlink.push_back(Pending { at, exact: at, frame });
                 }
                 Output::Broadcast { except, frame } => {
                     for (b, agent) in self.agents.iter_mut().enumerate() {
                         if Some(b as u64) != except {
-                            agent.downlink.push_back(Pending { rev, frame: frame.clone() });
+                            let (at, exact) = (planned.arrives[b], planned.exact[b]);
+                            agent.downlink.push_back(Pending { at, exact, frame: frame.clone() });
                         }
                     }
                 }
@@ -402,139 +708,13 @@ impl Simulation {
         }
         Ok(())
     }
-
-    /// Whether agent `a` may process the next message of its downlink now.
-    fn may_deliver(&self, a: usize) -> bool {
-        let Some(front) = self.agents[a].downlink.front() else { return false };
-        let (author, upto) = self.revs[front.rev as usize];
-        author == a || self.agents[a].allowed.as_ref().is_none_or(|allowed| upto <= allowed[author])
-    }
-
-    /// Agent `a` processes the next message of its downlink: an ack (then it sends its buffered
-    /// transactions up to `send_upto`) or another agent's op (transformed over its op in flight
-    /// and its buffer).
-    fn deliver(&mut self, a: usize, send_upto: u32) -> Result<(), String> {
-        let Some(message) = self.agents[a].downlink.pop_front() else { return Ok(()) };
-        let (author, upto) = self.revs[message.rev as usize];
-        let agent = &mut self.agents[a];
-        if author == a {
-            let ack: Ack = serde_json::from_slice(&message.frame).map_err(|e| e.to_string())?;
-            if agent.inflight.take().is_none() {
-                return Err(format!("agent {a} got an ack with nothing in flight"));
-            }
-            agent.rev = ack.rev;
-            return Self::send_buffer(agent, send_upto);
-        }
-        let msg: BroadcastOp = serde_json::from_slice(&message.frame).map_err(|e| e.to_string())?;
-        if msg.rev != agent.rev + 1 {
-            return Err(format!("agent {a}: revision {} after {}", msg.rev, agent.rev));
-        }
-        let base_len = match agent.inflight.as_ref().or_else(|| agent.buffer.iter().find_map(|(_, op)| op.as_ref())) {
-            Some(op) => op.base_len(),
-            None => agent.text.len_chars(),
-        };
-        let mut remote = Op::from_raw(msg.op, base_len).map_err(|e| e.to_string())?;
-        // The server applied `remote` first: it wins ties.
-        if let Some(inflight) = agent.inflight.take() {
-            let (remote2, inflight2) = Op::transform(&remote, &inflight).map_err(|e| e.to_string())?;
-            agent.inflight = Some(inflight2);
-            remote = remote2;
-        }
-        for (_, segment) in agent.buffer.iter_mut() {
-            if let Some(op) = segment.take() {
-                let (remote2, op2) = Op::transform(&remote, &op).map_err(|e| e.to_string())?;
-                *segment = Some(op2);
-                remote = remote2;
-            }
-        }
-        remote.apply(&mut agent.text).map_err(|e| e.to_string())?;
-        agent.rev = msg.rev;
-        agent.seen[author] = agent.seen[author].max(upto);
-        Ok(())
-    }
-
-    /// With nothing in flight: composes the buffered transactions up to `upto` and puts them in
-    /// flight; the op leaves the agent now and reaches the server when someone needs it.
-    fn send_buffer(agent: &mut Agent, upto: u32) -> Result<(), String> {
-        debug_assert!(agent.inflight.is_none() && agent.uplink.is_none());
-        let mut composed: Option<Op> = None;
-        let mut last = None;
-        while let Some((count, _)) = agent.buffer.front() {
-            if *count > upto {
-                break;
-            }
-            let Some((count, segment)) = agent.buffer.pop_front() else { break };
-            last = Some(count);
-            if let Some(op) = segment {
-                composed = Some(match composed {
-                    None => op,
-                    Some(c) => c.compose(&op).map_err(|e| e.to_string())?,
-                });
-            }
-        }
-        let Some(last) = last else { return Ok(()) };
-        match composed.filter(|op| !op.is_noop()) {
-            Some(op) => {
-                let seq = agent.next_seq;
-                agent.next_seq += 1;
-                agent.uplink = Some(Uplink { seq, base_rev: agent.rev, raw: op_raw(&op), upto: last });
-                agent.inflight = Some(op);
-            }
-            // Nothing changed: the server has these transactions as much as it ever will.
-            None => agent.at_server = last,
-        }
-        Ok(())
-    }
-
-    /// Makes the server hold agent `b`'s first `count` transactions: delivers its op in flight,
-    /// and if they are still in its buffer, lets it take its ack and send the buffer.
-    fn ensure_at_server(&mut self, b: usize, count: u32) -> Result<(), String> {
-        // Each round moves one op to the server or delivers one message; both are bounded.
-        while self.agents[b].at_server < count {
-            let agent = &self.agents[b];
-            if agent.uplink.is_some() {
-                self.server_receives(b)?;
-                continue;
-            }
-            if agent.inflight.is_none() {
-                if agent.buffer.front().is_none_or(|(c, _)| *c > count) {
-                    return Err(format!("agent {b} has not made {count} transactions yet"));
-                }
-                Self::send_buffer(&mut self.agents[b], count)?;
-                continue;
-            }
-            // Its op in flight is at the server; it needs the ack. If it has made more than
-            // `count` transactions, the ack must have come right after the count-th: only an
-            // ack with nothing before it can be taken that late.
-            let front_is_own_ack = agent.downlink.front().is_some_and(|m| self.revs[m.rev as usize].0 == b);
-            let made = agent.seen[b];
-            if front_is_own_ack || (made == count && self.may_deliver(b)) {
-                self.deliver(b, count)?;
-            } else {
-                return Err(format!(
-                    "agent {b}'s first {count} transactions are needed, but it cannot take its ack \
-                     without first seeing an op that its later transactions were not made after"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Agent `a` processes every message it may see now.
-    fn catch_up(&mut self, a: usize) -> Result<(), String> {
-        while self.may_deliver(a) {
-            self.deliver(a, u32::MAX)?;
-        }
-        Ok(())
-    }
 }
 
 /// Replays a concurrent trace: each agent an OT client (one op in flight, later edits composed,
-/// incoming ops transformed, the server's op first on ties) of one `DocumentCore`. An agent makes
-/// transaction `i` once it has seen exactly the transactions `i` was made after. The network is
-/// as slow as the trace allows: an op reaches the server when another agent needs it, and an
-/// agent processes the server's messages in order, when it needs them, as far as its next
-/// transaction allows. Errors if the trace cannot be replayed that way or the server refuses an op.
+/// incoming ops transformed, the server's op first on ties) of one `DocumentCore`, the server
+/// receiving ops in the order [`plan`] found. Before each transaction its agent has processed
+/// exactly the server messages the transaction was made after, which is checked against the
+/// trace. Errors if the trace cannot be replayed that way or the server refuses an op.
 pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome, String> {
     let agents_n = trace.agents;
     // Version of each transaction (what it includes, itself too).
@@ -558,87 +738,61 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
     for (i, txn) in trace.txns.iter().enumerate() {
         by_agent[txn.agent].push(i);
     }
+    let plan = plan(trace, &versions, &by_agent)?;
+    let early_deliveries =
+        plan.iter().map(|p| p.arrives.iter().zip(&p.exact).filter(|(a, e)| a < e).count()).sum();
     let mut sim = Simulation {
         core: new_core(),
         agents: (0..agents_n)
-            .map(|a| Agent {
+            .map(|_| Agent {
                 rev: 0,
                 inflight: None,
                 buffer: VecDeque::new(),
                 next_seq: 1,
+                made: 0,
                 text: Rope::new(),
-                uplink: None,
-                at_server: 0,
                 downlink: VecDeque::new(),
-                seen: vec![0; agents_n],
-                allowed: by_agent[a].first().map(|&i| versions[i].clone()),
+                early: VecDeque::new(),
             })
             .collect(),
-        revs: vec![(usize::MAX, 0)],
-        script: Script { agents: agents_n, submissions: Vec::with_capacity(trace.txns.len()) },
+        script: Script { agents: agents_n, submissions: Vec::with_capacity(plan.len()) },
+        plan,
+        next: 0,
     };
     for a in 0..agents_n {
         let name: Arc<str> = Arc::from(format!("agent{a}"));
         sim.core.open(a as u64, a as u32, ClientId::generate(), name, Arc::from("#61afef"), None);
     }
     while sim.core.poll_output().is_some() {}
-    let mut next_own = vec![0usize; agents_n];
     for (i, txn) in trace.txns.iter().enumerate() {
         let a = txn.agent;
-        let version = &versions[i];
-        for b in (0..agents_n).filter(|&b| b != a) {
-            sim.ensure_at_server(b, version[b]).map_err(|e| format!("txn {i} (agent {a}): {e}"))?;
-        }
-        sim.catch_up(a)?;
-        for b in (0..agents_n).filter(|&b| b != a) {
-            if sim.agents[a].seen[b] != version[b] {
-                return Err(format!(
-                    "txn {i} (agent {a}) was made after {} transactions of agent {b}, but the server order lets it see {}",
-                    version[b], sim.agents[a].seen[b]
-                ));
-            }
+        // The server applies every op this agent must have heard of by now.
+        while sim.next < sim.plan.len() && sim.plan[sim.next].arrives[a] <= sim.agents[a].made {
+            sim.server_step().map_err(|e| format!("before txn {i}: {e}"))?;
         }
         let agent = &mut sim.agents[a];
+        agent.catch_up(a)?;
         let mut local: Option<Op> = None;
         for patch in &txn.patches {
-            let op = patch_op(patch, agent.text.len_chars()).map_err(|e| format!("txn {i}: {e}"))?;
-            op.apply(&mut agent.text).map_err(|e| format!("txn {i}: {e}"))?;
+            let op = agent.local_patch(patch).map_err(|e| format!("txn {i}: {e}"))?;
             local = Some(match local {
                 None => op,
                 Some(previous) => previous.compose(&op).map_err(|e| e.to_string())?,
             });
         }
-        agent.seen[a] += 1;
-        next_own[a] += 1;
-        agent.allowed = by_agent[a].get(next_own[a]).map(|&n| versions[n].clone());
-        agent.buffer.push_back((agent.seen[a], local.filter(|op| !op.is_noop())));
-        if agent.inflight.is_none() {
-            Simulation::send_buffer(agent, u32::MAX)?;
-        }
+        agent.made += 1;
+        let Some(local) = local else { return Err(format!("txn {i} has no patch")) };
+        agent.buffer.push_back((agent.made, local));
     }
-    // Everyone sends and receives everything.
-    for agent in sim.agents.iter_mut() {
-        agent.allowed = None;
+    while sim.next < sim.plan.len() {
+        sim.server_step()?;
     }
-    // Each round moves at least one op or message, and there are finitely many.
-    loop {
-        let mut progress = false;
-        for a in 0..agents_n {
-            if sim.agents[a].uplink.is_some() {
-                sim.server_receives(a)?;
-                progress = true;
-            }
-            while sim.may_deliver(a) {
-                sim.deliver(a, u32::MAX)?;
-                progress = true;
-            }
+    for (a, agent) in sim.agents.iter_mut().enumerate() {
+        agent.made = END;
+        agent.catch_up(a)?;
+        if agent.inflight.is_some() || !agent.buffer.is_empty() || !agent.downlink.is_empty() {
+            return Err(format!("agent {a} still has unacknowledged edits or unread messages at the end"));
         }
-        if !progress {
-            break;
-        }
-    }
-    if let Some((a, _)) = sim.agents.iter().enumerate().find(|(_, x)| x.inflight.is_some() || !x.buffer.is_empty()) {
-        return Err(format!("agent {a} still has unacknowledged edits at the end"));
     }
     Ok(ConcurrentOutcome {
         txns: trace.txns.len(),
@@ -646,6 +800,7 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
         server_text: sim.core.text().to_string(),
         agent_texts: sim.agents.iter().map(|x| x.text.to_string()).collect(),
         script: sim.script,
+        early_deliveries,
     })
 }
 

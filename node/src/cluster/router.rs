@@ -40,6 +40,12 @@ const MAX_REDIRECTS: u32 = 8;
 /// Proxy connection ids live above this, apart from the front's own connection ids.
 const PROXY_CONN_BASE: u64 = 1 << 62;
 
+/// How long a proxy connection whose last document was closed lingers before it is dropped:
+/// frames its documents queued before the close (e.g. the `opened` of an open closed at once,
+/// whose OpenResult overtook it) still reach the origin, in order; a re-open meanwhile reuses
+/// it. Long enough for a busy forwarder to drain, short enough to bound idle proxies.
+const PROXY_LINGER: Duration = Duration::from_secs(5);
+
 /// The process group a node's router endpoint joins, found by peers through ractor's pg.
 pub fn endpoint_group(incarnation: &str) -> String {
     format!("chorus.router.{incarnation}")
@@ -143,6 +149,17 @@ pub enum RouterMsg {
         /// Origin connection.
         conn: u64,
     },
+    /// Drop a proxy connection that has had no document since `generation`.
+    ReapProxy {
+        /// Origin incarnation.
+        from: String,
+        /// Origin connection.
+        conn: u64,
+        /// The proxy's local connection id (a newer proxy for the same key has another).
+        local_conn: ConnId,
+        /// Its idle generation when the reap was scheduled.
+        generation: u64,
+    },
     /// This node is draining: place nothing here, tell peers.
     Leaving,
     /// A local connection went away without closing its documents.
@@ -208,6 +225,8 @@ struct Proxy {
     outbound: Outbound,
     docs: HashMap<DocId, ActorRef<DocumentMsg>>,
     forwarder: tokio::task::JoinHandle<()>,
+    /// Bumped each time the last document closes (see [`PROXY_LINGER`]).
+    idle_generation: u64,
 }
 
 /// The router actor.
@@ -276,7 +295,10 @@ impl Actor for Router {
             RouterMsg::Close { doc, conn } => {
                 if let Some(sub) = state.origin_subs.remove(&(doc.clone(), conn)) {
                     send_to(&sub.owner, &Wire::Close { from: state.me(), conn, doc: doc.to_string() });
-                    state.forget_origin_conn(conn);
+                    // Keep the connection's queue: frames the owner sent before it sees the
+                    // close are still on their way (among them the `opened` of an open that
+                    // was closed at once: its OpenResult can overtake it). The entry goes
+                    // with the connection (`tick`).
                 } else {
                     state.args.local.close(doc, conn);
                 }
@@ -326,6 +348,14 @@ impl Actor for Router {
                 }
                 state.forget_origin_conn(conn);
                 state.args.local.connection_gone(conn);
+            }
+            RouterMsg::ReapProxy { from, conn, local_conn, generation } => {
+                let idle = state.proxies.get(&(from.clone(), conn)).is_some_and(|p| {
+                    p.local_conn == local_conn && p.idle_generation == generation && p.docs.is_empty()
+                });
+                if idle {
+                    state.drop_proxy(&from, conn);
+                }
             }
             RouterMsg::Leaving => {
                 state.leaving = true;
@@ -537,9 +567,11 @@ impl RouterState {
                     proxy.docs.remove(&doc);
                     self.args.local.close(doc, proxy.local_conn);
                     if proxy.docs.is_empty() {
-                        if let Some(proxy) = self.proxies.remove(&key) {
-                            proxy.forwarder.abort();
-                        }
+                        // Not at once: frames queued before the close are still to be sent.
+                        proxy.idle_generation += 1;
+                        let (local_conn, generation) = (proxy.local_conn, proxy.idle_generation);
+                        let (from, conn) = key;
+                        myself.send_after(PROXY_LINGER, move || RouterMsg::ReapProxy { from, conn, local_conn, generation });
                     }
                 }
             }
@@ -606,8 +638,9 @@ impl RouterState {
             let local_conn = self.next_proxy_conn;
             self.next_proxy_conn += 1;
             let (outbound, queue) = Outbound::channel(self.args.queue_frames);
-            let forwarder = tokio::spawn(forward_frames(queue, from.to_owned(), conn, myself.clone()));
-            self.proxies.insert(key.clone(), Proxy { local_conn, outbound, docs: HashMap::new(), forwarder });
+            let membership = self.args.membership.clone();
+            let forwarder = tokio::spawn(forward_frames(queue, from.to_owned(), conn, myself.clone(), membership));
+            self.proxies.insert(key.clone(), Proxy { local_conn, outbound, docs: HashMap::new(), forwarder, idle_generation: 0 });
         }
         let proxy = self.proxies.get(&key)?;
         let subscription = Subscription {
@@ -641,6 +674,8 @@ impl RouterState {
     }
 
     fn tick(&mut self) {
+        // Queues of connections that are gone (kept after closes for frames in flight).
+        self.origin_conns.retain(|_, outbound| !outbound.is_closed());
         let members: Vec<MemberInfo> = self.members.borrow().clone();
         let me = self.me();
         let now = Instant::now();
@@ -719,8 +754,17 @@ impl RouterState {
     }
 }
 
-/// Forwards a proxy connection's frames to the origin node, batched, in order.
-async fn forward_frames(mut queue: OutboundReceiver, origin: String, conn: u64, router: ActorRef<RouterMsg>) {
+/// Forwards a proxy connection's frames to the origin node, batched, in order. Stops (the
+/// router then tells the origin the documents are lost, and its clients resync) once this
+/// node's lease is not confirmed: the origin may already follow another owner, and frames
+/// queued before a pause (SIGSTOP, a long stall) must not reach its clients after newer ones.
+async fn forward_frames(
+    mut queue: OutboundReceiver,
+    origin: String,
+    conn: u64,
+    router: ActorRef<RouterMsg>,
+    membership: Arc<Membership>,
+) {
     loop {
         let first = tokio::select! {
             item = queue.rx.recv() => item,
@@ -739,6 +783,10 @@ async fn forward_frames(mut queue: OutboundReceiver, origin: String, conn: u64, 
         }
         if frames.is_empty() {
             continue;
+        }
+        if !membership.is_live() {
+            tracing::warn!(origin = %origin, conn, "lease not confirmed: not forwarding frames to another node");
+            break;
         }
         if !send_to(&origin, &Wire::Frames { conn, frames }) {
             break;

@@ -101,6 +101,10 @@ export async function startEditor(root: HTMLElement, doc: string): Promise<void>
     scrollBeyondLastLine: false,
     renderWhitespace: 'selection',
     unicodeHighlight: { ambiguousCharacters: false },
+    // Word completions on demand (Ctrl+Space), not while typing: a popup that Enter accepts
+    // would fight with fast typing next to collaborators.
+    quickSuggestions: false,
+    suggestOnTriggerCharacters: false,
   });
 
   fillLanguages(langSelect, initialLang);
@@ -294,6 +298,8 @@ class Binding {
   private readonly styled = new Set<string>();
   private readonly styleSheet: HTMLStyleElement;
   private renderQueued = false;
+  /** The last change was the person's edit (its caret move does not end the undo step). */
+  private typed = false;
 
   constructor(
     private readonly editor: monaco.editor.IStandaloneCodeEditor,
@@ -306,8 +312,11 @@ class Binding {
     this.styleSheet = el('style', { id: 'chorus-peer-styles' }) as HTMLStyleElement;
     document.head.append(this.styleSheet);
     model.onDidChangeContent((e) => this.localChange(e));
-    editor.onDidChangeCursorSelection((e) => {
-      if (e.reason === monaco.editor.CursorChangeReason.Explicit) this.undo.seal();
+    editor.onDidChangeCursorSelection(() => {
+      // The caret moved by itself (click, arrows, a collaborator's edit), not by typing: the
+      // next edit starts a new undo step.
+      if (!this.typed) this.undo.seal();
+      this.typed = false;
       queueMicrotask(() => this.selectionChanged());
     });
     // Monaco's own undo (keyboard, menus, native input events) all end in model.undo/redo:
@@ -398,6 +407,10 @@ class Binding {
     if (isNoop(op)) return;
     this.shadow = text;
     this.undo.record(before, op, performance.now());
+    this.typed = true;
+    queueMicrotask(() => (this.typed = false));
+    // A new line ends an undo step, like a pause does.
+    if (changes.some((c) => c.text.includes('\n'))) this.undo.seal();
     this.sync.localEdit(op);
     if (sawCr) this.fixLineEndings();
     this.pump();

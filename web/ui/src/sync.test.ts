@@ -396,6 +396,54 @@ describe('document sync against a simulated server', () => {
     assert.deepEqual(a.conn!.toServer.at(-1), { type: 'cursor', doc: DOC, rev: 1, ranges: [[1, 2]] });
   });
 
+  it('reverts an edit the server refuses as too large, and carries on', () => {
+    const w = world(7, 1, 0);
+    const [a] = w.clients as [SimClient];
+    while (deliverOne(w));
+    a.edit(['kept']);
+    while (deliverOne(w));
+    a.edit([4, ' huge']);
+    a.conn!.toServer.length = 0;
+    a.sync.receive({ type: 'error', code: 'too_large', message: 'document too large', doc: DOC, seq: 2 });
+    a.pump();
+    assert.equal(a.sync.text, 'kept');
+    assert.equal(a.sync.unacknowledged(), 0);
+    a.edit([4, '!']);
+    settle(w, 'after too_large');
+    assert.equal(w.server.text, 'kept!');
+  });
+
+  it('rebases a refused op that collaborators emptied, without sending an empty op', () => {
+    const w = world(8, 2, 0);
+    const [a, b] = w.clients as [SimClient, SimClient];
+    while (deliverOne(w));
+    a.edit(['abc']);
+    while (deliverOne(w));
+    a.edit([1, -1]); // deletes "b"...
+    const sent = a.conn!.toServer.at(-1) as Extract<ClientMsg, { type: 'op' }>;
+    b.edit([-3]); // ...which b deletes too, first
+    while (b.conn!.toServer.length > 0) w.server.handle(b.conn!, b.conn!.toServer.shift()!);
+    // The server refuses a's op (as if its history were gone) before a hears of b's edit.
+    a.conn!.toServer = a.conn!.toServer.filter((m) => m !== sent);
+    a.sync.receive({ type: 'error', code: 'stale_rev', message: 'stale', doc: DOC, seq: sent.seq });
+    a.pump();
+    settle(w, 'emptied op');
+    assert.equal(w.server.text, '');
+  });
+
+  it('rebases the op in flight as a local edit when the server issues a new identity', () => {
+    const w = world(9, 1, 0);
+    const [a] = w.clients as [SimClient];
+    while (deliverOne(w));
+    a.edit(['mine']);
+    a.disconnect();
+    a.clientId = null; // the server would not take the old id back
+    a.connect();
+    settle(w, 'new identity');
+    assert.equal(w.server.text, 'mine');
+    assert.equal(a.sync.nextSeq, 2);
+  });
+
   it("undoes only the person's own edits, through others' edits since", () => {
     const w = world(6, 2, 0);
     const [a, b] = w.clients as [SimClient, SimClient];

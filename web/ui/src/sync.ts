@@ -13,6 +13,7 @@ import type { ClientMsg, ErrorCode, RevOp, ServerMsg } from './protocol';
 import {
   apply,
   compose,
+  cpLength,
   diff,
   invert,
   isNoop,
@@ -72,6 +73,10 @@ interface InFlight {
   /** The op exactly as last sent, and the revision it was sent against: resubmitted as is. */
   sentOp: Op;
   sentRev: number;
+  /** The server refused it (`stale_rev`, `invalid_op`): rebase it onto the next snapshot and
+   * send that, with the same seq. It stays the same logical edit, so a stray earlier copy that
+   * the server did apply makes the rebased one a harmless duplicate. */
+  rebase: boolean;
 }
 
 /** First delay before resubmitting a rate-limited op; doubles per attempt. */
@@ -253,7 +258,7 @@ export class DocSync {
       this.maybeSendCursor();
       return;
     }
-    if (this.inflight) {
+    if (this.inflight && !this.inflight.rebase) {
       // We cannot tell whether the snapshot includes our op: resubmit it exactly as sent (the
       // server dedups by seq), then resync once it is acknowledged.
       const f = this.inflight;
@@ -262,15 +267,20 @@ export class DocSync {
       return;
     }
     // Rebase what the person typed onto the snapshot: the server's changes since `confirmed`
-    // as a diff, transformed against the pending edits (the server's changes win ties).
-    const change = diff(this.confirmed, snapshot);
-    let forEditor = change;
-    if (this.pending) [this.pending, forEditor] = transform(this.pending, change);
+    // as a diff, transformed against the refused op in flight and the pending edits (the
+    // server's changes win ties).
+    let forEditor = diff(this.confirmed, snapshot);
+    if (this.inflight) [this.inflight.op, forEditor] = transform(this.inflight.op, forEditor);
+    if (this.pending) [this.pending, forEditor] = transform(this.pending, forEditor);
     if (this.pending && isNoop(this.pending)) this.pending = null;
     this.confirmed = snapshot;
     this.rev = rev;
     this.mode = 'ready';
     this.applyToText(forEditor, null);
+    if (this.inflight) {
+      this.inflight.rebase = false;
+      this.resend();
+    }
     this.cursorDirty = this.localRanges !== null;
     this.flush();
     this.maybeSendCursor();
@@ -302,13 +312,8 @@ export class DocSync {
       return;
     }
     this.mode = 'ready';
-    if (this.inflight) {
-      // Not among the ops: never applied. Resubmit with the same seq, against the new revision.
-      const f = this.inflight;
-      f.sentOp = f.op;
-      f.sentRev = this.rev;
-      this.send({ type: 'op', doc: this.doc, rev: f.sentRev, seq: f.seq, op: f.sentOp });
-    }
+    // Not among the ops: never applied. Resubmit with the same seq, against the new revision.
+    if (this.inflight) this.resend();
     this.cursorDirty = this.localRanges !== null;
     this.flush();
     this.maybeSendCursor();
@@ -334,7 +339,9 @@ export class DocSync {
 
   private onRemoteOp(rev: number, client: string, op: Op): void {
     if (this.mode !== 'ready') return; // a snapshot is on its way
-    if (rev !== this.rev + 1 || !isValidOp(op)) {
+    // `[]` is allowed here: the server writes an op that others' edits emptied on an empty
+    // document that way (docs/PROTOCOL.md).
+    if (rev !== this.rev + 1 || !(Array.isArray(op) && (op.length === 0 || isValidOp(op)))) {
       this.resync();
       return;
     }
@@ -358,12 +365,8 @@ export class DocSync {
     switch (code) {
       case 'invalid_op':
       case 'stale_rev':
-        // Nothing was applied: take the op back into the local edits and resync from a snapshot.
-        if (mine && this.inflight) {
-          this.pending = this.pending ? compose(this.inflight.op, this.pending) : this.inflight.op;
-          if (isNoop(this.pending)) this.pending = null;
-          this.inflight = null;
-        }
+        // Nothing was applied: resync from a snapshot and rebase the op onto it.
+        if (mine && this.inflight) this.inflight.rebase = true;
         this.resync();
         break;
       case 'rate_limited':
@@ -444,6 +447,26 @@ export class DocSync {
     this.applyToText(invert(this.confirmed, local), null);
   }
 
+  /** Sends the op in flight again, as it now applies to `confirmed`, with its seq. An op that
+   * others' edits reduced to nothing is sent as a plain retain (a valid op that changes
+   * nothing), so its seq is settled like any other. */
+  private resend(): void {
+    const f = this.inflight!;
+    let op = f.op;
+    if (isNoop(op)) {
+      const length = cpLength(this.confirmed);
+      if (length === 0) {
+        // Nothing to send and nothing it could change: its seq stays unused.
+        this.inflight = null;
+        return;
+      }
+      op = [length];
+    }
+    f.sentOp = op;
+    f.sentRev = this.rev;
+    this.send({ type: 'op', doc: this.doc, rev: f.sentRev, seq: f.seq, op });
+  }
+
   /** Asks for a fresh snapshot; what was typed is rebased onto it when it comes. */
   private resync(): void {
     this.mode = 'reopening';
@@ -455,7 +478,7 @@ export class DocSync {
     if (!this.connected || this.mode !== 'ready' || this.inflight || !this.pending || this.readOnly) return;
     const op = this.pending;
     this.pending = null;
-    this.inflight = { seq: this.nextSeq, op, sentOp: op, sentRev: this.rev };
+    this.inflight = { seq: this.nextSeq, op, sentOp: op, sentRev: this.rev, rebase: false };
     this.send({ type: 'op', doc: this.doc, rev: this.rev, seq: this.nextSeq, op });
   }
 

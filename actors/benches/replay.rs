@@ -1,0 +1,92 @@
+//! Replays of real editing traces (Joseph Gentle's editing-traces, CC BY 4.0) through the sans-IO
+//! `DocumentCore`, in process, printing ns per op: the sequential `seph-blog1` (one op per patch,
+//! each made durable at once by a no-op store) and the concurrent `friendsforever` and
+//! `clownschool` (their agents as OT clients; timed as the whole simulation and as the server
+//! path alone, fed the recorded inputs). Traces come from `$CHORUS_TRACES`, else
+//! `../shared/traces` next to the workspace; missing traces are skipped with a message.
+//!
+//! Run: `cargo bench -p chorus-actors --bench replay` (set `REPLAY_RUNS` to change the 7 runs).
+
+#[path = "../tests/trace_support/mod.rs"]
+mod trace_support;
+
+use std::time::{Duration, Instant};
+
+use trace_support::{load_concurrent, load_sequential, replay_sequential, run_script, sequential_raws, simulate_concurrent, trace_path};
+
+/// Runs of each measurement; the median is reported.
+const DEFAULT_RUNS: usize = 7;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn report(name: &str, ops: usize, samples: Vec<Duration>) {
+    let best = *samples.iter().min().expect("at least one run");
+    let median = median(samples);
+    let ns = median.as_nanos() as f64 / ops as f64;
+    println!(
+        "{name:<44} {ops:>7} ops  median {:>8.2} ms  {ns:>8.1} ns/op  {:>6.2} M ops/s  (best {:.1} ns/op)",
+        median.as_secs_f64() * 1e3,
+        1e3 / ns,
+        best.as_nanos() as f64 / ops as f64
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench` and filters; this harness runs everything.
+    let runs = std::env::var("REPLAY_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(DEFAULT_RUNS).max(1);
+    println!("trace replay through DocumentCore, median of {runs} runs (traces: {})", trace_support::traces_dir().display());
+    match trace_path("seph-blog1") {
+        None => println!("SKIPPED seph-blog1: not found (set {})", trace_support::TRACES_ENV),
+        Some(path) => {
+            let trace = load_sequential(&path).expect("trace loads");
+            let raws = sequential_raws(&trace);
+            let ops = raws.len();
+            let mut samples = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let input = raws.clone();
+                let started = Instant::now();
+                let (core, outcome) = replay_sequential(&trace, input);
+                samples.push(started.elapsed());
+                assert_eq!(outcome.errors, 0, "{:?}", outcome.first_error);
+                assert!(core.text() == trace.end.as_str(), "seph-blog1 did not end in endContent");
+            }
+            report("seph-blog1 sequential (submit+store+ack)", ops, samples);
+        }
+    }
+    for name in ["friendsforever", "clownschool"] {
+        let Some(path) = trace_path(name) else {
+            println!("SKIPPED {name}: not found (set {})", trace_support::TRACES_ENV);
+            continue;
+        };
+        let trace = load_concurrent(&path).expect("trace loads");
+        let mut samples = Vec::with_capacity(runs);
+        let mut outcome = None;
+        for _ in 0..runs {
+            let started = Instant::now();
+            let result = simulate_concurrent(&trace);
+            samples.push(started.elapsed());
+            match result {
+                Ok(o) => outcome = Some(o),
+                Err(e) => {
+                    println!("{name}: cannot be replayed through the OT server path: {e}");
+                    break;
+                }
+            }
+        }
+        let Some(outcome) = outcome else { continue };
+        assert!(outcome.server_text == trace.end, "{name} did not end in endContent");
+        report(&format!("{name} agents+server, per txn"), outcome.txns, samples);
+        let mut samples = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = Instant::now();
+            let core = run_script(&outcome.script);
+            samples.push(started.elapsed());
+            assert!(core.text() == trace.end.as_str(), "{name}: the server path did not end in endContent");
+        }
+        report(&format!("{name} server path, per server op"), outcome.server_ops, samples.clone());
+        report(&format!("{name} server path, per txn"), outcome.txns, samples);
+    }
+}
