@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use support::client::{open_and_close, snapshot, AckKind};
-use support::fleet::{distribution_ms, first_ack_after, longest_ack_gap, Fleet};
+use support::fleet::{distribution_ms, first_ack_after, longest_ack_gap, slowest_resume, Fleet};
 use support::procs::Cluster;
 use tokio::sync::Mutex;
 
@@ -98,6 +98,7 @@ async fn kill_owner_rounds(tag: &str, rounds: usize) -> Vec<Duration> {
     let seed = seed(tag);
     let mut cluster = Cluster::start(tag, 3, &[]).await;
     let mut recoveries = Vec::new();
+    let mut slowest_resumes = Vec::new();
     for round in 0..rounds {
         let docs = vec![format!("{tag}/r{round}/a.rs"), format!("{tag}/r{round}/b.rs")];
         let round_started = Instant::now();
@@ -131,14 +132,18 @@ async fn kill_owner_rounds(tag: &str, rounds: usize) -> Vec<Duration> {
         fleet.wait_progress_since(Some(recovered_at), 2, PROGRESS_DEADLINE).await;
         let all_typing_after = recovered_at.elapsed();
         let verdict = fleet.settle_and_verify(&cluster, new_owner).await;
+        let (slowest, who) = slowest_resume(&verdict.records, &docs, killed_at).expect("every client typed after the kill");
         let shown: Vec<String> =
             round_recoveries.iter().map(|(d, r, n)| format!("{d} {} ms (first ack via {n})", r.as_millis())).collect();
         eprintln!(
-            "[{tag}] round {round} ({} ms; every client acked twice more {} ms after recovery): killed {victim_name}; recovery {shown:?}; {}",
+            "[{tag}] round {round} ({} ms): killed {victim_name}; recovery {shown:?}; every client typing again {} ms after the kill \
+             (slowest: {who}), two more acks each {} ms after recovery; {}",
             round_started.elapsed().as_millis(),
+            slowest.as_millis(),
             all_typing_after.as_millis(),
             verdict.summary()
         );
+        slowest_resumes.push(slowest);
         cluster.restart(victim).await;
     }
     let (min, median, max) = distribution_ms(&recoveries);
@@ -149,6 +154,8 @@ async fn kill_owner_rounds(tag: &str, rounds: usize) -> Vec<Duration> {
         recoveries.len(),
         RECOVERY_TARGET.as_millis()
     );
+    let (min, median, max) = distribution_ms(&slowest_resumes);
+    eprintln!("[{tag}] EVERY CLIENT typing again after the kill (slowest client per round): min {min} ms, median {median} ms, max {max} ms");
     recoveries
 }
 

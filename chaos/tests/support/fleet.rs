@@ -335,6 +335,23 @@ pub fn first_ack_after(acks: &[AckRecord], doc: &str, since: Instant) -> Option<
         .map(|a| (a.acked_at - since, a.clone()))
 }
 
+/// For each client label and document: time from `since` to its first ack of an op (re)sent
+/// at or after `since`; the largest such time (how long until every client typed again).
+pub fn slowest_resume(records: &[Record], docs: &[String], since: Instant) -> Option<(Duration, String)> {
+    let mut slowest: Option<(Duration, String)> = None;
+    for r in records {
+        for doc in docs {
+            let who = format!("{}/{doc}", r.connections.last().map(|c| c.node.as_str()).unwrap_or("?"));
+            let resumed = first_ack_after(&r.acks, doc, since).map(|(d, _)| d);
+            let Some(resumed) = resumed else { continue };
+            if slowest.as_ref().is_none_or(|(d, _)| resumed > *d) {
+                slowest = Some((resumed, format!("client {} on {who}", r.client_id.as_deref().unwrap_or("?"))));
+            }
+        }
+    }
+    slowest
+}
+
 /// The longest gap between consecutive acks on `doc` (any client) that overlaps [from, to].
 pub fn longest_ack_gap(acks: &[AckRecord], doc: &str, from: Instant, to: Instant) -> Option<Duration> {
     let mut times: Vec<Instant> = acks.iter().filter(|a| a.doc == doc).map(|a| a.acked_at).collect();

@@ -1,7 +1,7 @@
 //! Real processes for the cluster chaos tests: one `redis-server` and several `chorus` nodes on
 //! free loopback ports, each with its own directory and log file. Everything is killed when the
 //! [`Cluster`] is dropped, also when a test panics (then the logs' tails are printed and the
-//! directory is kept for a post-mortem).
+//! directory is kept for a post-mortem; `CHORUS_CHAOS_KEEP=1` keeps it always).
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -537,6 +537,11 @@ impl Drop for Cluster {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
+            }
+        }
+        if std::env::var_os("CHORUS_CHAOS_KEEP").is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("CHORUS_CHAOS_KEEP: logs and data kept in {}", dir.keep().display());
             }
         }
         if std::thread::panicking() {
