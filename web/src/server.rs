@@ -26,8 +26,7 @@ use tokio::sync::{watch, Notify};
 use crate::auth::authorize;
 use crate::connection;
 
-#[path = "assets.rs"]
-pub mod assets;
+use crate::assets;
 
 /// Where the node is in its life; connections watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
