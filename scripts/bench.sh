@@ -31,6 +31,8 @@ ulimit -n "$(ulimit -Hn)" || true
 
 node_pid=""
 node_dir=""
+# Extra flags for the nodes of the scenarios that need them.
+node_args=()
 stop_node() {
   if [ -n "$node_pid" ]; then
     kill "$node_pid" 2>/dev/null || true
@@ -53,7 +55,7 @@ start_node() {
   node_dir="$(mktemp -d)"
   port="$(free_port)"
   "$chorus" --listen "127.0.0.1:$port" --data-dir "$node_dir/data" --log warn \
-    --max-connections 20000 --op-rate-per-s 1000 --op-burst 2000 "$@" >"$node_dir/node.log" 2>&1 &
+    --max-connections 20000 --op-rate-per-s 1000 --op-burst 2000 "${node_args[@]}" >"$node_dir/node.log" 2>&1 &
   node_pid=$!
   for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
@@ -95,10 +97,13 @@ for s in $scenarios; do
     idle)
       run_load idle-c10000 --clients 10000 --docs 1000 --rate 0 --warmup-s 5 --duration-s 5 ;;
     docsize)
+      # The 10 MB document needs room above the default 10 M code point limit.
+      node_args=(--max-document-chars 20000000)
       run_load doc-1kb --clients 10 --docs 1 --closed-loop --doc-chars 1000 --warmup-s "$warmup" --duration-s "$duration"
       run_load doc-100kb --clients 10 --docs 1 --closed-loop --doc-chars 100000 --warmup-s "$warmup" --duration-s "$duration"
       run_load doc-10mb --clients 10 --docs 1 --closed-loop --doc-chars 10000000 --max-doc-chars 10500000 \
-        --warmup-s "$warmup" --duration-s "$duration" --connect-timeout-s 300 ;;
+        --warmup-s "$warmup" --duration-s "$duration" --connect-timeout-s 300
+      node_args=() ;;
     replay)
       echo "bench: trace replay"
       timeout 1800 cargo bench --quiet -p chorus-actors --bench replay 2>&1 | tee "$out/replay.txt" ;;

@@ -21,7 +21,7 @@ def fmt(v, digits=0, unit=""):
 
 def main(folder):
     runs = {}
-    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+    for path in sorted(glob.glob(os.path.join(folder, "*.json")), key=os.path.getmtime):
         name = re.sub(r"\.\d+\.json$", "", os.path.basename(path))
         with open(path) as f:
             runs.setdefault(name, []).append(json.load(f))
@@ -30,8 +30,9 @@ def main(folder):
     if load:
         out.append("### Load scenarios (median of %s runs each)\n" % ", ".join(sorted({str(len(runs[n])) for n in load})))
         out.append("| scenario | accepted ops/s | op→all peers p50 / p99 / p99.9 / max (ms) | op→ack p50 / p99 (ms) "
-                   "| server CPU s/s | ops per server CPU-s | server µs/op | bytes/op out / in | errors | checks |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+                   "| server CPU s/s | ops per server CPU-s | server µs/op | generator CPU s/s | bytes/op out / in "
+                   "| load avg | errors | checks |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name in load:
             rs = runs[name]
             m = lambda f: median([f(r) for r in rs])
@@ -41,14 +42,16 @@ def main(folder):
                     errors[k] = errors.get(k, 0) + v
             checks = "ok" if all(r.get("checks") and r["checks"]["converged"] and r["checks"]["no_loss"]
                                  and r["disconnects"] == 0 and r["connect_failed"] == 0 for r in rs) else "FAILED"
-            out.append("| %s | %s | %s / %s / %s / %s | %s / %s | %s | %s | %s | %s / %s | %s | %s |" % (
+            out.append("| %s | %s | %s / %s / %s / %s | %s / %s | %s | %s | %s | %s | %s / %s | %s | %s | %s |" % (
                 name, fmt(m(lambda r: r["accepted_ops_per_s"])),
                 fmt(m(lambda r: r["peers_latency"]["p50_ms"]), 2), fmt(m(lambda r: r["peers_latency"]["p99_ms"]), 2),
                 fmt(m(lambda r: r["peers_latency"]["p999_ms"]), 2), fmt(m(lambda r: r["peers_latency"]["max_ms"]), 1),
                 fmt(m(lambda r: r["ack_latency"]["p50_ms"]), 2), fmt(m(lambda r: r["ack_latency"]["p99_ms"]), 2),
                 fmt(m(lambda r: (r["server_cpu_s"] or 0) / r["window_s"]), 2),
                 fmt(m(lambda r: r["ops_per_server_cpu_s"])), fmt(m(lambda r: r["server_cpu_us_per_op"]), 1),
+                fmt(m(lambda r: r["generator_cpu_s"] / r["window_s"]), 2),
                 fmt(m(lambda r: r["bytes_out_per_op"])), fmt(m(lambda r: r["bytes_in_per_op"])),
+                fmt(m(lambda r: max(r["loadavg"]) if "loadavg" in r else None), 1),
                 errors or "none", checks))
         out.append("")
     idle = [n for n in runs if n.startswith("idle")]

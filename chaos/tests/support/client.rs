@@ -670,7 +670,7 @@ impl Typist {
             }
         }
         let d = &mut self.docs[i];
-        if rev != d.rev && rev > d.rev {
+        if rev > d.rev {
             let have = d.rev;
             self.violation(format!("opened ops end at {have} but opened says rev {rev}: {v}"));
             return self.resync(i);

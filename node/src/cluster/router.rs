@@ -314,7 +314,7 @@ impl Actor for Router {
                 send_to(&owner, &wire);
             }
             RouterMsg::Peer(wire) => state.handle_peer(&myself, wire).await,
-            RouterMsg::Tick => state.tick(),
+            RouterMsg::Tick => state.tick(&myself),
             RouterMsg::ProxyRestarted { from, conn, doc, actor } => {
                 if let Some(proxy) = state.proxies.get_mut(&(from, conn)) {
                     proxy.docs.insert(doc, actor);
@@ -673,7 +673,7 @@ impl RouterState {
         }
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self, myself: &ActorRef<RouterMsg>) {
         // Queues of connections that are gone (kept after closes for frames in flight).
         self.origin_conns.retain(|_, outbound| !outbound.is_closed());
         let members: Vec<MemberInfo> = self.members.borrow().clone();
@@ -699,7 +699,7 @@ impl RouterState {
             .collect();
         for inc in gone {
             self.peers.remove(&inc);
-            self.fail_peer(&inc, "its lease lapsed");
+            self.fail_peer(myself, &inc, "its lease lapsed");
         }
         self.nonce += 1;
         let nonce = self.nonce;
@@ -733,11 +733,17 @@ impl RouterState {
         }
         for inc in newly_failed {
             tracing::warn!(peer = %inc, "peer missed its heartbeats; treating it as failed");
-            self.fail_peer(&inc, "the owner node stopped answering");
+            self.fail_peer(myself, &inc, "the owner node stopped answering");
         }
     }
 
-    fn fail_peer(&mut self, incarnation: &str, reason: &str) {
+    fn fail_peer(&mut self, myself: &ActorRef<RouterMsg>, incarnation: &str, reason: &str) {
+        // Opens waiting for this peer's answer would wait for it until their caller times out.
+        let waiting: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| p.asked.as_deref() == Some(incarnation)).map(|(r, _)| *r).collect();
+        for request in waiting {
+            self.retry_later(myself, request, format!("{reason} (asked {incarnation})"));
+        }
         let lost: Vec<(DocId, ConnId)> = self
             .origin_subs
             .iter()
