@@ -324,13 +324,13 @@ impl Actor for Router {
                 if let Some(proxy) = state.proxies.get_mut(&(from.clone(), conn)) {
                     proxy.docs.remove(&doc);
                 }
-                send_to(&from, &Wire::Lost { conn, doc: doc.to_string(), reason });
+                send_to(&from, &Wire::Lost { from: state.me(), conn, doc: doc.to_string(), reason });
             }
             RouterMsg::ProxyGone { from, conn } => {
                 if let Some(proxy) = state.proxies.remove(&(from.clone(), conn)) {
                     for doc in proxy.docs.keys() {
                         state.args.local.close(doc.clone(), proxy.local_conn);
-                        send_to(&from, &Wire::Lost { conn, doc: doc.to_string(), reason: "connection too slow".into() });
+                        send_to(&from, &Wire::Lost { from: state.me(), conn, doc: doc.to_string(), reason: "connection too slow".into() });
                     }
                     proxy.forwarder.abort();
                 }
@@ -584,11 +584,11 @@ impl RouterState {
                     Some((actor, local_conn)) => {
                         let op = raw_op_from_json(op);
                         if actor.cast(DocumentMsg::Submit { conn: local_conn, seq, rev, op }).is_err() {
-                            send_to(&from, &Wire::Lost { conn, doc, reason: "the document restarted".into() });
+                            send_to(&from, &Wire::Lost { from: self.me(), conn, doc, reason: "the document restarted".into() });
                         }
                     }
                     None => {
-                        send_to(&from, &Wire::Lost { conn, doc, reason: "the document is not open here".into() });
+                        send_to(&from, &Wire::Lost { from: self.me(), conn, doc, reason: "the document is not open here".into() });
                     }
                 }
             }
@@ -607,8 +607,12 @@ impl RouterState {
                     }
                 }
             }
-            Wire::Lost { conn, doc, reason } => {
-                if let Ok(doc) = DocId::parse(&doc) {
+            Wire::Lost { from, conn, doc, reason } => {
+                let Ok(doc) = DocId::parse(&doc) else { return };
+                // Only the node this connection follows for the document may say it is lost: a
+                // late `Lost` from a former owner must not cancel the subscription to the new one.
+                let current = self.origin_subs.get(&(doc.clone(), conn)).map(|s| s.owner.as_str());
+                if from.is_empty() || current == Some(from.as_str()) {
                     self.origin_lost(&doc, conn, &reason);
                 }
             }

@@ -103,6 +103,10 @@ pub enum Wire {
     },
     /// The document is no longer served for this connection: open it again.
     Lost {
+        /// Sender's incarnation (the owner that stopped serving); a `Lost` from a node that is
+        /// no longer the connection's owner of the document is ignored.
+        #[serde(default)]
+        from: String,
         /// The connection on the receiver.
         conn: u64,
         /// Document id.
