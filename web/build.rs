@@ -25,8 +25,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Inputs of the bundle, relative to `web/ui`: directories are scanned recursively.
-const INPUTS: &[&str] =
-    &["src", "index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json", "scripts"];
+const INPUTS: &[&str] = &[
+    "src",
+    "index.html",
+    "package.json",
+    "package-lock.json",
+    "vite.config.ts",
+    "tsconfig.json",
+    "scripts",
+];
 /// Marks a complete build in `dist`; holds the inputs' fingerprint.
 const STAMP: &str = ".chorus-build";
 /// Marks an `npm ci` in `node_modules`; holds the lock file's fingerprint (the lock records the
@@ -44,7 +51,9 @@ const ERROR_TAIL_LINES: usize = 12;
 const SKIP_ENV: &str = "CHORUS_SKIP_UI";
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let ui = manifest.join("ui");
     println!("cargo:rerun-if-changed=build.rs");
@@ -88,7 +97,8 @@ enum Built {
 /// there is none.
 fn bundle(ui: &Path) -> Result<Built, String> {
     let dist = ui.join("dist");
-    let sources = fingerprint(ui, INPUTS).map_err(|e| format!("cannot read the UI sources: {e}"))?;
+    let sources =
+        fingerprint(ui, INPUTS).map_err(|e| format!("cannot read the UI sources: {e}"))?;
     if stamp_matches(&dist.join(STAMP), &sources) {
         return Ok(Built::Fresh(dist));
     }
@@ -115,11 +125,16 @@ fn bundle(ui: &Path) -> Result<Built, String> {
     if stamp_matches(&dist.join(STAMP), &sources) {
         return Ok(Built::Fresh(dist));
     }
-    let install_fingerprint =
-        fingerprint(ui, &["package-lock.json"]).map_err(|e| format!("cannot read package files: {e}"))?;
+    let install_fingerprint = fingerprint(ui, &["package-lock.json"])
+        .map_err(|e| format!("cannot read package files: {e}"))?;
     let modules = ui.join("node_modules");
     if !stamp_matches(&modules.join(INSTALL_STAMP), &install_fingerprint) {
-        run(Command::new(&npm).args(["ci", "--no-audit", "--no-fund"]).current_dir(ui), "npm ci")?;
+        run(
+            Command::new(&npm)
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(ui),
+            "npm ci",
+        )?;
         fs::write(modules.join(INSTALL_STAMP), &install_fingerprint)
             .map_err(|e| format!("writing the install stamp: {e}"))?;
     }
@@ -136,12 +151,28 @@ fn bundle(ui: &Path) -> Result<Built, String> {
     let staging_arg = staging.to_string_lossy().into_owned();
     let built = run(
         Command::new("node")
-            .args(["node_modules/vite/bin/vite.js", "build", "--emptyOutDir", "--outDir", &staging_arg])
+            .args([
+                "node_modules/vite/bin/vite.js",
+                "build",
+                "--emptyOutDir",
+                "--outDir",
+                &staging_arg,
+            ])
             .current_dir(ui),
         "vite build",
     )
-    .and_then(|()| run(Command::new("node").args(["scripts/compress.mjs", &staging_arg]).current_dir(ui), "gzip step"))
-    .and_then(|()| fs::write(staging.join(STAMP), &sources).map_err(|e| format!("writing the build stamp: {e}")));
+    .and_then(|()| {
+        run(
+            Command::new("node")
+                .args(["scripts/compress.mjs", &staging_arg])
+                .current_dir(ui),
+            "gzip step",
+        )
+    })
+    .and_then(|()| {
+        fs::write(staging.join(STAMP), &sources)
+            .map_err(|e| format!("writing the build stamp: {e}"))
+    });
     if let Err(e) = built {
         let _ = fs::remove_dir_all(&staging);
         return Err(e);
@@ -158,7 +189,11 @@ fn bundle(ui: &Path) -> Result<Built, String> {
 
 /// `npm` (or `npm.cmd` on Windows) if it runs.
 fn find_npm() -> Option<String> {
-    let candidates: &[&str] = if cfg!(windows) { &["npm.cmd", "npm"] } else { &["npm"] };
+    let candidates: &[&str] = if cfg!(windows) {
+        &["npm.cmd", "npm"]
+    } else {
+        &["npm"]
+    };
     candidates.iter().find_map(|name| {
         let ok = Command::new(name)
             .arg("--version")
@@ -172,9 +207,13 @@ fn find_npm() -> Option<String> {
 
 /// Runs one build step with a timeout; on failure, the tail of its output.
 fn run(command: &mut Command, what: &str) -> Result<(), String> {
-    let log_path =
-        std::env::temp_dir().join(format!("chorus-ui-{}-{}.log", std::process::id(), what.replace(' ', "-")));
-    let log = fs::File::create(&log_path).map_err(|e| format!("{what}: cannot create a log file: {e}"))?;
+    let log_path = std::env::temp_dir().join(format!(
+        "chorus-ui-{}-{}.log",
+        std::process::id(),
+        what.replace(' ', "-")
+    ));
+    let log = fs::File::create(&log_path)
+        .map_err(|e| format!("{what}: cannot create a log file: {e}"))?;
     let log_err = log.try_clone().map_err(|e| format!("{what}: {e}"))?;
     let mut child = command
         .stdin(Stdio::null())
@@ -189,7 +228,10 @@ fn run(command: &mut Command, what: &str) -> Result<(), String> {
             Ok(None) if started.elapsed() > NPM_STEP_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
-                break Err(format!("{what} took longer than {} s and was stopped", NPM_STEP_TIMEOUT.as_secs()));
+                break Err(format!(
+                    "{what} took longer than {} s and was stopped",
+                    NPM_STEP_TIMEOUT.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => break Err(format!("{what}: {e}")),
@@ -227,7 +269,11 @@ fn fingerprint(root: &Path, inputs: &[&str]) -> std::io::Result<String> {
         hasher.write(&(bytes.len() as u64).to_le_bytes());
         hasher.write(&bytes);
     }
-    Ok(format!("v1 {:016x} {} files\n", hasher.finish(), files.len()))
+    Ok(format!(
+        "v1 {:016x} {} files\n",
+        hasher.finish(),
+        files.len()
+    ))
 }
 
 fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -280,7 +326,11 @@ impl BuildLock {
     fn acquire(path: &Path) -> Result<BuildLock, String> {
         let started = Instant::now();
         loop {
-            match fs::OpenOptions::new().write(true).create_new(true).open(path) {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
                 Ok(mut f) => {
                     use std::io::Write as _;
                     let _ = writeln!(f, "{}", std::process::id());
@@ -292,7 +342,10 @@ impl BuildLock {
                         continue;
                     }
                     if started.elapsed() > LOCK_WAIT {
-                        return Err(format!("gave up waiting for another UI build ({} is held)", path.display()));
+                        return Err(format!(
+                            "gave up waiting for another UI build ({} is held)",
+                            path.display()
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(250));
                 }
@@ -318,9 +371,13 @@ fn lock_is_stale(path: &Path) -> bool {
     if age > LOCK_STALE {
         return true;
     }
-    let holder = fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+    let holder = fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
     match holder {
-        Some(pid) if Path::new("/proc/self").exists() => !Path::new(&format!("/proc/{pid}")).exists(),
+        Some(pid) if Path::new("/proc/self").exists() => {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        }
         // Just created, pid not written yet; or no /proc: trust the age.
         _ => false,
     }
@@ -335,25 +392,45 @@ fn generate(dist: &Path, out_dir: &Path, missing: Option<&str>) -> std::io::Resu
     writeln!(table, "// Generated by web/build.rs. Do not edit.").ok();
     match missing {
         Some(reason) => {
-            writeln!(table, "/// Whether the editor bundle is embedded.\npub const UI_BUILT: bool = false;").ok();
+            writeln!(
+                table,
+                "/// Whether the editor bundle is embedded.\npub const UI_BUILT: bool = false;"
+            )
+            .ok();
             writeln!(
                 table,
                 "/// Why the editor bundle is not embedded.\npub const UI_MISSING_REASON: &str = {reason:?};"
             )
             .ok();
-            writeln!(table, "/// The embedded files.\npub static UI_ASSETS: &[UiAsset] = &[];").ok();
+            writeln!(
+                table,
+                "/// The embedded files.\npub static UI_ASSETS: &[UiAsset] = &[];"
+            )
+            .ok();
         }
         None => {
             let mut files = Vec::new();
             collect(dist, &mut files)?;
             files.sort();
             fs::create_dir_all(&copy_root)?;
-            writeln!(table, "/// Whether the editor bundle is embedded.\npub const UI_BUILT: bool = true;").ok();
+            writeln!(
+                table,
+                "/// Whether the editor bundle is embedded.\npub const UI_BUILT: bool = true;"
+            )
+            .ok();
             writeln!(table, "/// Why the editor bundle is not embedded.\npub const UI_MISSING_REASON: &str = \"\";")
                 .ok();
-            writeln!(table, "/// The embedded files.\npub static UI_ASSETS: &[UiAsset] = &[").ok();
+            writeln!(
+                table,
+                "/// The embedded files.\npub static UI_ASSETS: &[UiAsset] = &["
+            )
+            .ok();
             for (index, file) in files.iter().enumerate() {
-                let relative = file.strip_prefix(dist).unwrap_or(file).to_string_lossy().replace('\\', "/");
+                let relative = file
+                    .strip_prefix(dist)
+                    .unwrap_or(file)
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 if relative == STAMP || relative.ends_with(".gz") {
                     continue;
                 }

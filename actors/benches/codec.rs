@@ -16,15 +16,25 @@ const DOC: &str = "src/editor/buffer.rs";
 
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_client");
-    let keystroke = format!(r#"{{"type":"op","doc":"{DOC}","rev":48213,"seq":1207,"op":[5012,"x"]}}"#);
-    let word = format!(r#"{{"type":"op","doc":"{DOC}","rev":48213,"seq":1207,"op":[5012,"let λ = 😀;",-3]}}"#);
+    let keystroke =
+        format!(r#"{{"type":"op","doc":"{DOC}","rev":48213,"seq":1207,"op":[5012,"x"]}}"#);
+    let word = format!(
+        r#"{{"type":"op","doc":"{DOC}","rev":48213,"seq":1207,"op":[5012,"let λ = 😀;",-3]}}"#
+    );
     let paste = format!(
         r#"{{"type":"op","doc":"{DOC}","rev":48213,"seq":1207,"op":[5012,"{}"]}}"#,
         "fn main() {\\n    println!(\\\"hello\\\");\\n}\\n".repeat(20)
     );
     let cursor = format!(r#"{{"type":"cursor","doc":"{DOC}","rev":48213,"ranges":[[5013,5013]]}}"#);
-    for (name, frame) in [("op_keystroke", &keystroke), ("op_word_and_delete", &word), ("op_paste_1kb", &paste), ("cursor", &cursor)] {
-        group.bench_function(name, |b| b.iter(|| decode_client(black_box(frame.as_bytes())).expect("valid frame")));
+    for (name, frame) in [
+        ("op_keystroke", &keystroke),
+        ("op_word_and_delete", &word),
+        ("op_paste_1kb", &paste),
+        ("cursor", &cursor),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| decode_client(black_box(frame.as_bytes())).expect("valid frame"))
+        });
     }
     group.finish();
 }
@@ -32,20 +42,49 @@ fn decode(c: &mut Criterion) {
 fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode_server");
     group.bench_function("ack", |b| {
-        b.iter(|| ServerMsg::Ack { doc: black_box(DOC), seq: black_box(1207), rev: black_box(48214) }.encode())
+        b.iter(|| {
+            ServerMsg::Ack {
+                doc: black_box(DOC),
+                seq: black_box(1207),
+                rev: black_box(48214),
+            }
+            .encode()
+        })
     });
-    let keystroke = Op::from_components(vec![Component::Retain(5012), Component::Insert("x".into())], 100_000)
-        .expect("valid op");
+    let keystroke = Op::from_components(
+        vec![Component::Retain(5012), Component::Insert("x".into())],
+        100_000,
+    )
+    .expect("valid op");
     group.bench_function("op_broadcast_keystroke", |b| {
-        b.iter(|| ServerMsg::Op { doc: DOC, rev: black_box(48214), client: CLIENT, op: black_box(&keystroke) }.encode())
+        b.iter(|| {
+            ServerMsg::Op {
+                doc: DOC,
+                rev: black_box(48214),
+                client: CLIENT,
+                op: black_box(&keystroke),
+            }
+            .encode()
+        })
     });
     let paste = Op::from_components(
-        vec![Component::Retain(5012), Component::Insert("fn main() {\n    println!(\"hello\");\n}\n".repeat(20))],
+        vec![
+            Component::Retain(5012),
+            Component::Insert("fn main() {\n    println!(\"hello\");\n}\n".repeat(20)),
+        ],
         100_000,
     )
     .expect("valid op");
     group.bench_function("op_broadcast_paste_1kb", |b| {
-        b.iter(|| ServerMsg::Op { doc: DOC, rev: black_box(48214), client: CLIENT, op: black_box(&paste) }.encode())
+        b.iter(|| {
+            ServerMsg::Op {
+                doc: DOC,
+                rev: black_box(48214),
+                client: CLIENT,
+                op: black_box(&paste),
+            }
+            .encode()
+        })
     });
     group.finish();
 }

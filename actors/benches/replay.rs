@@ -13,7 +13,10 @@ mod trace_support;
 
 use std::time::{Duration, Instant};
 
-use trace_support::{load_concurrent, load_sequential, replay_sequential, run_script, sequential_raws, simulate_concurrent, trace_path};
+use trace_support::{
+    load_concurrent, load_sequential, replay_sequential, run_script, sequential_raws,
+    simulate_concurrent, trace_path,
+};
 
 /// Runs of each measurement; the median is reported.
 const DEFAULT_RUNS: usize = 7;
@@ -37,13 +40,23 @@ fn report(name: &str, ops: usize, samples: Vec<Duration>) {
 
 fn main() {
     // `cargo bench` passes `--bench` and filters; this harness runs everything.
-    let runs = std::env::var("REPLAY_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(DEFAULT_RUNS).max(1);
-    println!("trace replay through DocumentCore, median of {runs} runs (traces: {})", trace_support::traces_dir().display());
+    let runs = std::env::var("REPLAY_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(DEFAULT_RUNS)
+        .max(1);
+    println!(
+        "trace replay through DocumentCore, median of {runs} runs (traces: {})",
+        trace_support::traces_dir().display()
+    );
     // `REPLAY_ONLY=name` runs one trace (for profiling).
     let only = std::env::var("REPLAY_ONLY").ok();
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     match trace_path("seph-blog1").filter(|_| wanted("seph-blog1")) {
-        None => println!("SKIPPED seph-blog1: not found (set {})", trace_support::TRACES_ENV),
+        None => println!(
+            "SKIPPED seph-blog1: not found (set {})",
+            trace_support::TRACES_ENV
+        ),
         Some(path) => {
             let trace = load_sequential(&path).expect("trace loads");
             let raws = sequential_raws(&trace);
@@ -55,14 +68,23 @@ fn main() {
                 let (core, outcome) = replay_sequential(&trace, input);
                 samples.push(started.elapsed());
                 assert_eq!(outcome.errors, 0, "{:?}", outcome.first_error);
-                assert!(core.text() == trace.end.as_str(), "seph-blog1 did not end in endContent");
+                assert!(
+                    core.text() == trace.end.as_str(),
+                    "seph-blog1 did not end in endContent"
+                );
             }
             report("seph-blog1 sequential (submit+store+ack)", ops, samples);
         }
     }
-    for name in ["friendsforever", "clownschool"].into_iter().filter(|n| wanted(n)) {
+    for name in ["friendsforever", "clownschool"]
+        .into_iter()
+        .filter(|n| wanted(n))
+    {
         let Some(path) = trace_path(name) else {
-            println!("SKIPPED {name}: not found (set {})", trace_support::TRACES_ENV);
+            println!(
+                "SKIPPED {name}: not found (set {})",
+                trace_support::TRACES_ENV
+            );
             continue;
         };
         let trace = load_concurrent(&path).expect("trace loads");
@@ -84,15 +106,30 @@ fn main() {
         if outcome.server_text != trace.end {
             println!("NOTE {name}: converged, but not to endContent (see tests/trace_replay.rs)");
         }
-        report(&format!("{name} agents+server, per txn"), outcome.txns, samples);
+        report(
+            &format!("{name} agents+server, per txn"),
+            outcome.txns,
+            samples,
+        );
         let mut samples = Vec::with_capacity(runs);
         for _ in 0..runs {
             let started = Instant::now();
             let core = run_script(&outcome.script);
             samples.push(started.elapsed());
-            assert!(core.text() == outcome.server_text.as_str(), "{name}: the server path is not deterministic");
+            assert!(
+                core.text() == outcome.server_text.as_str(),
+                "{name}: the server path is not deterministic"
+            );
         }
-        report(&format!("{name} server path, per server op"), outcome.server_ops, samples.clone());
-        report(&format!("{name} server path, per txn"), outcome.txns, samples);
+        report(
+            &format!("{name} server path, per server op"),
+            outcome.server_ops,
+            samples.clone(),
+        );
+        report(
+            &format!("{name} server path, per txn"),
+            outcome.txns,
+            samples,
+        );
     }
 }

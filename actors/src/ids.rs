@@ -119,7 +119,9 @@ impl ClientId {
     /// Accepts an id a client sends back to resume; `None` if it cannot be one we issued.
     pub fn parse(id: &str) -> Option<ClientId> {
         let ok = id.len() == CLIENT_ID_HEX_LEN
-            && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         ok.then(|| ClientId(Arc::from(id)))
     }
 
@@ -152,7 +154,14 @@ mod tests {
 
     #[test]
     fn doc_ids_follow_the_protocol() {
-        for ok in ["a", "src/main.rs", "A-b_c.d/e", &"x".repeat(256), "..a/b..", ".hidden"] {
+        for ok in [
+            "a",
+            "src/main.rs",
+            "A-b_c.d/e",
+            &"x".repeat(256),
+            "..a/b..",
+            ".hidden",
+        ] {
             assert!(DocId::parse(ok).is_ok(), "{ok}");
         }
         assert_eq!(DocId::parse(""), Err(DocIdError::Length(0)));
@@ -166,7 +175,10 @@ mod tests {
 
     #[test]
     fn languages_come_from_extensions() {
-        assert_eq!(DocId::parse("src/main.rs").map(|d| d.language()), Ok("rust"));
+        assert_eq!(
+            DocId::parse("src/main.rs").map(|d| d.language()),
+            Ok("rust")
+        );
         assert_eq!(language_for_path("README"), "plaintext");
         assert_eq!(language_for_path("a.PY"), "python");
     }

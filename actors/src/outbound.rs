@@ -51,7 +51,13 @@ impl Outbound {
     pub fn channel(capacity: usize) -> (Outbound, OutboundReceiver) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let overflow = Arc::new(Notify::new());
-        (Outbound { tx, overflow: overflow.clone() }, OutboundReceiver { rx, overflow })
+        (
+            Outbound {
+                tx,
+                overflow: overflow.clone(),
+            },
+            OutboundReceiver { rx, overflow },
+        )
     }
 
     /// Queues a frame; returns false (and signals overflow) if the queue is full or gone.

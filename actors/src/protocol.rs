@@ -219,7 +219,13 @@ impl ServerMsg<'_> {
 
 /// Encodes an `error` frame.
 pub fn error_frame(code: ErrorCode, message: &str, doc: Option<&str>, seq: Option<u64>) -> Frame {
-    ServerMsg::Error { code, message, doc, seq }.encode()
+    ServerMsg::Error {
+        code,
+        message,
+        doc,
+        seq,
+    }
+    .encode()
 }
 
 /// A frame that could not be decoded, with whatever could still be read from it.
@@ -276,7 +282,9 @@ pub fn default_color(client: &str) -> &'static str {
     const PALETTE: [&str; 8] = [
         "#e06c75", "#98c379", "#e5c07b", "#61afef", "#c678dd", "#56b6c2", "#d19a66", "#be5046",
     ];
-    let h = client.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    let h = client
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
     PALETTE[h % PALETTE.len()]
 }
 
@@ -302,29 +310,60 @@ mod tests {
 
     #[test]
     fn decodes_every_client_message() {
-        let hello = decode_client(br##"{"type":"hello","client":null,"name":"Ada","color":"#e06c75"}"##);
+        let hello =
+            decode_client(br##"{"type":"hello","client":null,"name":"Ada","color":"#e06c75"}"##);
         assert_eq!(
             hello,
-            Ok(ClientMsg::Hello { client: None, name: Some("Ada".into()), color: Some("#e06c75".into()) })
+            Ok(ClientMsg::Hello {
+                client: None,
+                name: Some("Ada".into()),
+                color: Some("#e06c75".into())
+            })
         );
-        assert_eq!(decode_client(br#"{"type":"hello"}"#), Ok(ClientMsg::Hello { client: None, name: None, color: None }));
+        assert_eq!(
+            decode_client(br#"{"type":"hello"}"#),
+            Ok(ClientMsg::Hello {
+                client: None,
+                name: None,
+                color: None
+            })
+        );
         assert_eq!(
             decode_client(br#"{"type":"open","doc":"a.rs","rev":null}"#),
-            Ok(ClientMsg::Open { doc: "a.rs".into(), rev: None })
+            Ok(ClientMsg::Open {
+                doc: "a.rs".into(),
+                rev: None
+            })
         );
-        assert_eq!(decode_client(br#"{"type":"open","doc":"a.rs"}"#), Ok(ClientMsg::Open { doc: "a.rs".into(), rev: None }));
-        assert_eq!(decode_client(br#"{"type":"close","doc":"a"}"#), Ok(ClientMsg::Close { doc: "a".into() }));
+        assert_eq!(
+            decode_client(br#"{"type":"open","doc":"a.rs"}"#),
+            Ok(ClientMsg::Open {
+                doc: "a.rs".into(),
+                rev: None
+            })
+        );
+        assert_eq!(
+            decode_client(br#"{"type":"close","doc":"a"}"#),
+            Ok(ClientMsg::Close { doc: "a".into() })
+        );
         assert!(matches!(
             decode_client(br#"{"type":"op","doc":"a","rev":0,"seq":1,"op":["x",-1,2]}"#),
             Ok(ClientMsg::Op { rev: 0, seq: 1, .. })
         ));
         assert_eq!(
             decode_client(br#"{"type":"cursor","doc":"a","rev":3,"ranges":[[1,2]]}"#),
-            Ok(ClientMsg::Cursor { doc: "a".into(), rev: 3, ranges: vec![(1, 2)] })
+            Ok(ClientMsg::Cursor {
+                doc: "a".into(),
+                rev: 3,
+                ranges: vec![(1, 2)]
+            })
         );
         assert_eq!(decode_client(br#"{"type":"ping"}"#), Ok(ClientMsg::Ping));
         // Unknown extra fields are ignored (compatible extensions).
-        assert_eq!(decode_client(br#"{"type":"ping","x":1}"#), Ok(ClientMsg::Ping));
+        assert_eq!(
+            decode_client(br#"{"type":"ping","x":1}"#),
+            Ok(ClientMsg::Ping)
+        );
     }
 
     #[test]
@@ -340,11 +379,27 @@ mod tests {
             (b"[1,2]", None, None),
             (b"{\"type\":\"fly\"}", None, None),
             (b"{\"doc\":\"a\"}", Some("a"), None),
-            (b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":\"x\",\"op\":[1]}", Some("a"), Some(3)),
-            (b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":1.5,\"op\":[1]}", Some("a"), Some(3)),
-            (b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":1,\"op\":\"x\"}", Some("a"), Some(3)),
+            (
+                b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":\"x\",\"op\":[1]}",
+                Some("a"),
+                Some(3),
+            ),
+            (
+                b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":1.5,\"op\":[1]}",
+                Some("a"),
+                Some(3),
+            ),
+            (
+                b"{\"type\":\"op\",\"doc\":\"a\",\"seq\":3,\"rev\":1,\"op\":\"x\"}",
+                Some("a"),
+                Some(3),
+            ),
             (b"{\"type\":\"open\"}", None, None),
-            (b"{\"type\":\"cursor\",\"doc\":\"a\",\"rev\":1,\"ranges\":[[1]]}", Some("a"), None),
+            (
+                b"{\"type\":\"cursor\",\"doc\":\"a\",\"rev\":1,\"ranges\":[[1]]}",
+                Some("a"),
+                None,
+            ),
         ] {
             let err = decode_client(text).expect_err(std::str::from_utf8(text).unwrap_or("?"));
             assert_eq!(err.doc.as_deref(), doc);
@@ -355,14 +410,39 @@ mod tests {
 
     #[test]
     fn server_messages_encode_per_protocol() {
-        let f = ServerMsg::Welcome { client: "c", node: "n", protocol: 1 }.encode();
-        assert_eq!(&f[..], br#"{"type":"welcome","client":"c","node":"n","protocol":1}"#);
-        let f = ServerMsg::Ack { doc: "d", seq: 2, rev: 9 }.encode();
+        let f = ServerMsg::Welcome {
+            client: "c",
+            node: "n",
+            protocol: 1,
+        }
+        .encode();
+        assert_eq!(
+            &f[..],
+            br#"{"type":"welcome","client":"c","node":"n","protocol":1}"#
+        );
+        let f = ServerMsg::Ack {
+            doc: "d",
+            seq: 2,
+            rev: 9,
+        }
+        .encode();
         assert_eq!(&f[..], br#"{"type":"ack","doc":"d","seq":2,"rev":9}"#);
         let f = error_frame(ErrorCode::StaleRev, "old", Some("d"), None);
-        assert_eq!(&f[..], br#"{"type":"error","code":"stale_rev","message":"old","doc":"d"}"#);
-        let f = ServerMsg::OpenedSnapshot { doc: "d", rev: 0, text: "", lang: "plaintext" }.encode();
-        assert_eq!(&f[..], br#"{"type":"opened","doc":"d","rev":0,"text":"","lang":"plaintext"}"#);
+        assert_eq!(
+            &f[..],
+            br#"{"type":"error","code":"stale_rev","message":"old","doc":"d"}"#
+        );
+        let f = ServerMsg::OpenedSnapshot {
+            doc: "d",
+            rev: 0,
+            text: "",
+            lang: "plaintext",
+        }
+        .encode();
+        assert_eq!(
+            &f[..],
+            br#"{"type":"opened","doc":"d","rev":0,"text":"","lang":"plaintext"}"#
+        );
         assert_eq!(&ServerMsg::Pong.encode()[..], br#"{"type":"pong"}"#);
     }
 
@@ -372,6 +452,9 @@ mod tests {
         assert!(!is_valid_color("red") && !is_valid_color("#12345") && !is_valid_color("#ggg"));
         assert_eq!(clean_name(Some("  Ada\u{7} ")), "Ada");
         assert_eq!(clean_name(None), "Anonymous");
-        assert_eq!(clean_name(Some(&"x".repeat(100))).chars().count(), MAX_NAME_CHARS);
+        assert_eq!(
+            clean_name(Some(&"x".repeat(100))).chars().count(),
+            MAX_NAME_CHARS
+        );
     }
 }

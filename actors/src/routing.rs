@@ -42,7 +42,9 @@ impl DocRoute {
     /// Sends an op; false if the document actor or route is gone.
     pub fn submit(&self, conn: ConnId, seq: u64, rev: u64, op: RawOp) -> bool {
         match self {
-            DocRoute::Local(actor) => actor.cast(DocumentMsg::Submit { conn, seq, rev, op }).is_ok(),
+            DocRoute::Local(actor) => actor
+                .cast(DocumentMsg::Submit { conn, seq, rev, op })
+                .is_ok(),
             DocRoute::Remote(remote) => remote.submit(conn, seq, rev, op),
         }
     }
@@ -50,7 +52,9 @@ impl DocRoute {
     /// Sends cursors; false if the document actor or route is gone.
     pub fn cursor(&self, conn: ConnId, rev: u64, ranges: Vec<(u64, u64)>) -> bool {
         match self {
-            DocRoute::Local(actor) => actor.cast(DocumentMsg::Cursor { conn, rev, ranges }).is_ok(),
+            DocRoute::Local(actor) => actor
+                .cast(DocumentMsg::Cursor { conn, rev, ranges })
+                .is_ok(),
             DocRoute::Remote(remote) => remote.cursor(conn, rev, ranges),
         }
     }
@@ -61,7 +65,12 @@ impl DocRoute {
 pub trait Directory: Send + Sync + 'static {
     /// Subscribes a connection to `doc`; the document answers `opened` on the connection's
     /// queue. Returns where to send the document's ops.
-    async fn open(&self, doc: DocId, subscription: Subscription, since: Option<u64>) -> Result<DocRoute, OpenRefused>;
+    async fn open(
+        &self,
+        doc: DocId,
+        subscription: Subscription,
+        since: Option<u64>,
+    ) -> Result<DocRoute, OpenRefused>;
     /// Unsubscribes a connection from `doc`.
     fn close(&self, doc: DocId, conn: ConnId);
     /// A connection went away without closing its documents (its session failed).
@@ -80,11 +89,17 @@ pub trait SubscriberEvents: Send + Sync + fmt::Debug {
 
 impl SubscriberEvents for ActorRef<SessionMsg> {
     fn restarted(&self, doc: &DocId, actor: &ActorRef<DocumentMsg>) {
-        let _ = self.cast(SessionMsg::DocumentRestarted { doc: doc.clone(), route: DocRoute::Local(actor.clone()) });
+        let _ = self.cast(SessionMsg::DocumentRestarted {
+            doc: doc.clone(),
+            route: DocRoute::Local(actor.clone()),
+        });
     }
 
     fn lost(&self, doc: &DocId, reason: &str) {
-        let _ = self.cast(SessionMsg::DocumentLost { doc: doc.clone(), reason: reason.to_owned() });
+        let _ = self.cast(SessionMsg::DocumentLost {
+            doc: doc.clone(),
+            reason: reason.to_owned(),
+        });
     }
 }
 
@@ -97,14 +112,29 @@ pub struct LocalDirectory {
 
 #[async_trait::async_trait]
 impl Directory for LocalDirectory {
-    async fn open(&self, doc: DocId, subscription: Subscription, since: Option<u64>) -> Result<DocRoute, OpenRefused> {
+    async fn open(
+        &self,
+        doc: DocId,
+        subscription: Subscription,
+        since: Option<u64>,
+    ) -> Result<DocRoute, OpenRefused> {
         let answer = self
             .supervisor
-            .call(move |reply| SupervisorMsg::Open { doc, subscription, since, reply }, Some(OPEN_TIMEOUT))
+            .call(
+                move |reply| SupervisorMsg::Open {
+                    doc,
+                    subscription,
+                    since,
+                    reply,
+                },
+                Some(OPEN_TIMEOUT),
+            )
             .await;
         match answer {
             Ok(ractor::rpc::CallResult::Success(result)) => result.map(DocRoute::Local),
-            Ok(_) | Err(_) => Err(OpenRefused::Unavailable("the node could not open the document in time".into())),
+            Ok(_) | Err(_) => Err(OpenRefused::Unavailable(
+                "the node could not open the document in time".into(),
+            )),
         }
     }
 

@@ -14,11 +14,11 @@ use crate::document::supervisor::Subscription;
 use crate::document::ConnId;
 use crate::ids::{ClientId, DocId};
 use crate::outbound::{Outbound, CLOSE_POLICY};
-use crate::routing::{DocRoute, Directory};
 use crate::protocol::{
-    clean_name, default_color, error_frame, is_valid_color, ClientMsg, DecodeError, ErrorCode, ServerMsg,
-    PROTOCOL_VERSION,
+    clean_name, default_color, error_frame, is_valid_color, ClientMsg, DecodeError, ErrorCode,
+    ServerMsg, PROTOCOL_VERSION,
 };
+use crate::routing::{Directory, DocRoute};
 
 /// What a connection's token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate_per_s: f64, burst: u32, now: Instant) -> TokenBucket {
-        TokenBucket { rate_per_s, burst: f64::from(burst), tokens: f64::from(burst), last: now }
+        TokenBucket {
+            rate_per_s,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: now,
+        }
     }
 
     /// Takes a token if there is one.
@@ -138,7 +143,9 @@ impl SessionState {
     }
 
     fn error(&self, code: ErrorCode, message: &str, doc: Option<&str>, seq: Option<u64>) {
-        self.args.outbound.push(error_frame(code, message, doc, seq));
+        self.args
+            .outbound
+            .push(error_frame(code, message, doc, seq));
     }
 
     fn close_all(&mut self) {
@@ -153,17 +160,39 @@ impl Actor for SessionActor {
     type State = SessionState;
     type Arguments = SessionArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: SessionArgs) -> Result<Self::State, ActorProcessingErr> {
-        let bucket = TokenBucket::new(args.limits.op_rate_per_s, args.limits.op_burst, Instant::now());
-        Ok(SessionState { args, identity: None, docs: HashMap::new(), bucket })
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: SessionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let bucket = TokenBucket::new(
+            args.limits.op_rate_per_s,
+            args.limits.op_burst,
+            Instant::now(),
+        );
+        Ok(SessionState {
+            args,
+            identity: None,
+            docs: HashMap::new(),
+            bucket,
+        })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         state.close_all();
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         if state.identity.is_none() {
             return handle_before_hello(msg, state, &myself);
         }
@@ -172,9 +201,12 @@ impl Actor for SessionActor {
             SessionMsg::Malformed(e) => {
                 state.error(ErrorCode::BadMessage, &e.message, e.doc.as_deref(), e.seq);
             }
-            SessionMsg::Binary => {
-                state.error(ErrorCode::BadMessage, "binary frames are not part of the protocol; send JSON text frames", None, None)
-            }
+            SessionMsg::Binary => state.error(
+                ErrorCode::BadMessage,
+                "binary frames are not part of the protocol; send JSON text frames",
+                None,
+                None,
+            ),
             SessionMsg::DocumentRestarted { doc, route } => {
                 if let Some(slot) = state.docs.get_mut(&doc) {
                     *slot = route;
@@ -197,19 +229,34 @@ impl Actor for SessionActor {
     }
 }
 
-fn handle_before_hello(msg: SessionMsg, state: &mut SessionState, myself: &ActorRef<SessionMsg>) -> Result<(), ActorProcessingErr> {
+fn handle_before_hello(
+    msg: SessionMsg,
+    state: &mut SessionState,
+    myself: &ActorRef<SessionMsg>,
+) -> Result<(), ActorProcessingErr> {
     let refuse = |state: &SessionState, code: ErrorCode, message: &str| {
         state.error(code, message, None, None);
-        state.args.outbound.close(CLOSE_POLICY, "hello must be the first message");
+        state
+            .args
+            .outbound
+            .close(CLOSE_POLICY, "hello must be the first message");
     };
     match msg {
-        SessionMsg::Client(ClientMsg::Hello { client, name, color }) => {
+        SessionMsg::Client(ClientMsg::Hello {
+            client,
+            name,
+            color,
+        }) => {
             let client = match client {
                 None => ClientId::generate(),
                 Some(id) => match ClientId::parse(&id) {
                     Some(id) => id,
                     None => {
-                        refuse(state, ErrorCode::Forbidden, "this client id was not issued by this server");
+                        refuse(
+                            state,
+                            ErrorCode::Forbidden,
+                            "this client id was not issued by this server",
+                        );
                         return Ok(());
                     }
                 },
@@ -224,12 +271,20 @@ fn handle_before_hello(msg: SessionMsg, state: &mut SessionState, myself: &Actor
                 node: &state.args.node_name,
                 protocol: PROTOCOL_VERSION,
             });
-            state.identity = Some(Identity { client, name, color });
+            state.identity = Some(Identity {
+                client,
+                name,
+                color,
+            });
         }
         SessionMsg::Disconnected => myself.stop(None),
         SessionMsg::DocumentRestarted { .. } | SessionMsg::DocumentLost { .. } => {}
         SessionMsg::Client(_) | SessionMsg::Malformed(_) | SessionMsg::Binary => {
-            refuse(state, ErrorCode::BadMessage, "the first message must be {\"type\":\"hello\"}");
+            refuse(
+                state,
+                ErrorCode::BadMessage,
+                "the first message must be {\"type\":\"hello\"}",
+            );
         }
     }
     Ok(())
@@ -237,11 +292,20 @@ fn handle_before_hello(msg: SessionMsg, state: &mut SessionState, myself: &Actor
 
 async fn handle_client(msg: ClientMsg, state: &mut SessionState, myself: &ActorRef<SessionMsg>) {
     match msg {
-        ClientMsg::Hello { .. } => state.error(ErrorCode::BadMessage, "hello was already received", None, None),
+        ClientMsg::Hello { .. } => state.error(
+            ErrorCode::BadMessage,
+            "hello was already received",
+            None,
+            None,
+        ),
         ClientMsg::Ping => state.send(ServerMsg::Pong),
         ClientMsg::Open { doc, rev } => {
-            let Some(doc) = parse_doc(state, &doc, None) else { return };
-            if !state.docs.contains_key(&doc) && state.docs.len() >= state.args.limits.max_open_documents {
+            let Some(doc) = parse_doc(state, &doc, None) else {
+                return;
+            };
+            if !state.docs.contains_key(&doc)
+                && state.docs.len() >= state.args.limits.max_open_documents
+            {
                 let message = format!(
                     "at most {} documents may be open on one connection; close one first",
                     state.args.limits.max_open_documents
@@ -253,36 +317,72 @@ async fn handle_client(msg: ClientMsg, state: &mut SessionState, myself: &ActorR
             }
         }
         ClientMsg::Close { doc } => {
-            let Some(doc) = parse_doc(state, &doc, None) else { return };
+            let Some(doc) = parse_doc(state, &doc, None) else {
+                return;
+            };
             if state.docs.remove(&doc).is_some() {
                 state.args.directory.close(doc, state.args.conn);
             } else {
-                state.error(ErrorCode::NotOpen, "the document is not open on this connection", Some(doc.as_str()), None);
+                state.error(
+                    ErrorCode::NotOpen,
+                    "the document is not open on this connection",
+                    Some(doc.as_str()),
+                    None,
+                );
             }
         }
         ClientMsg::Op { doc, rev, seq, op } => {
-            let Some(doc) = parse_doc(state, &doc, Some(seq)) else { return };
+            let Some(doc) = parse_doc(state, &doc, Some(seq)) else {
+                return;
+            };
             let Some(route) = state.docs.get(&doc) else {
-                return state.error(ErrorCode::NotOpen, "open the document before sending ops", Some(doc.as_str()), Some(seq));
+                return state.error(
+                    ErrorCode::NotOpen,
+                    "open the document before sending ops",
+                    Some(doc.as_str()),
+                    Some(seq),
+                );
             };
             if state.args.access == Access::ReadOnly {
-                return state.error(ErrorCode::Forbidden, "this token is read-only", Some(doc.as_str()), Some(seq));
+                return state.error(
+                    ErrorCode::Forbidden,
+                    "this token is read-only",
+                    Some(doc.as_str()),
+                    Some(seq),
+                );
             }
             if !state.bucket.try_take(Instant::now()) {
                 let message = format!(
                     "over {} ops per second on this connection; resubmit the same op later",
                     state.args.limits.op_rate_per_s
                 );
-                return state.error(ErrorCode::RateLimited, &message, Some(doc.as_str()), Some(seq));
+                return state.error(
+                    ErrorCode::RateLimited,
+                    &message,
+                    Some(doc.as_str()),
+                    Some(seq),
+                );
             }
             if !route.submit(state.args.conn, seq, rev, op) {
-                state.error(ErrorCode::Unavailable, "the document is restarting; resubmit the same op", Some(doc.as_str()), Some(seq));
+                state.error(
+                    ErrorCode::Unavailable,
+                    "the document is restarting; resubmit the same op",
+                    Some(doc.as_str()),
+                    Some(seq),
+                );
             }
         }
         ClientMsg::Cursor { doc, rev, ranges } => {
-            let Some(doc) = parse_doc(state, &doc, None) else { return };
+            let Some(doc) = parse_doc(state, &doc, None) else {
+                return;
+            };
             let Some(route) = state.docs.get(&doc) else {
-                return state.error(ErrorCode::NotOpen, "open the document before sending cursors", Some(doc.as_str()), None);
+                return state.error(
+                    ErrorCode::NotOpen,
+                    "open the document before sending cursors",
+                    Some(doc.as_str()),
+                    None,
+                );
             };
             route.cursor(state.args.conn, rev, ranges);
         }
@@ -296,7 +396,9 @@ async fn open_document(
     doc: DocId,
     since: Option<u64>,
 ) -> Result<(), String> {
-    let Some(identity) = state.identity.as_ref() else { return Ok(()) };
+    let Some(identity) = state.identity.as_ref() else {
+        return Ok(());
+    };
     let subscription = Subscription {
         events: Arc::new(myself.clone()),
         conn: state.args.conn,
@@ -305,7 +407,12 @@ async fn open_document(
         name: identity.name.clone(),
         color: identity.color.clone(),
     };
-    match state.args.directory.open(doc.clone(), subscription, since).await {
+    match state
+        .args
+        .directory
+        .open(doc.clone(), subscription, since)
+        .await
+    {
         Ok(route) => {
             state.docs.insert(doc, route);
             Ok(())

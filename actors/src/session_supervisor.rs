@@ -22,7 +22,10 @@ use crate::session::{SessionActor, SessionArgs, SessionMsg};
 #[derive(Debug)]
 pub enum SessionSupervisorMsg {
     /// Start a session for a new connection.
-    Spawn(SessionArgs, RpcReplyPort<Result<ActorRef<SessionMsg>, String>>),
+    Spawn(
+        SessionArgs,
+        RpcReplyPort<Result<ActorRef<SessionMsg>, String>>,
+    ),
     /// How many sessions are running.
     Count(RpcReplyPort<usize>),
 }
@@ -31,7 +34,9 @@ impl ractor::Message for SessionSupervisorMsg {}
 
 impl std::fmt::Debug for SessionArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionArgs").field("conn", &self.conn).finish_non_exhaustive()
+        f.debug_struct("SessionArgs")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,23 +63,39 @@ impl Actor for SessionSupervisor {
     type State = SessionSupervisorState;
     type Arguments = SessionSupervisorArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SessionSupervisorState { args, sessions: HashMap::new(), failures: VecDeque::new() })
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SessionSupervisorState {
+            args,
+            sessions: HashMap::new(),
+            failures: VecDeque::new(),
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionSupervisorMsg::Spawn(args, reply) => {
                 let conn = args.conn;
                 let outbound = args.outbound.clone();
                 let directory = args.directory.clone();
-                let result = match Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await {
-                    Ok((session, _)) => {
-                        state.sessions.insert(session.get_id(), (conn, outbound, directory));
-                        Ok(session)
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
+                let result =
+                    match Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await {
+                        Ok((session, _)) => {
+                            state
+                                .sessions
+                                .insert(session.get_id(), (conn, outbound, directory));
+                            Ok(session)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
                 let _ = reply.send(result);
             }
             SessionSupervisorMsg::Count(reply) => {

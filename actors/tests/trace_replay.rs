@@ -6,7 +6,10 @@
 
 mod trace_support;
 
-use trace_support::{load_concurrent, load_sequential, replay_sequential, run_script, sequential_raws, simulate_concurrent, trace_path};
+use trace_support::{
+    load_concurrent, load_sequential, replay_sequential, run_script, sequential_raws,
+    simulate_concurrent, trace_path,
+};
 
 /// Path of trace `name`, or `None` after printing why the test is skipped.
 fn trace_or_skip(name: &str) -> Option<std::path::PathBuf> {
@@ -23,7 +26,9 @@ fn trace_or_skip(name: &str) -> Option<std::path::PathBuf> {
 
 #[test]
 fn sequential_seph_blog1_ends_in_end_content() {
-    let Some(path) = trace_or_skip("seph-blog1") else { return };
+    let Some(path) = trace_or_skip("seph-blog1") else {
+        return;
+    };
     let trace = load_sequential(&path).expect("trace loads");
     assert!(trace.start.is_empty(), "seph-blog1 starts empty");
     let raws = sequential_raws(&trace);
@@ -32,17 +37,33 @@ fn sequential_seph_blog1_ends_in_end_content() {
     assert_eq!(outcome.errors, 0, "first error: {:?}", outcome.first_error);
     assert_eq!(outcome.acks, ops, "one ack per op");
     assert_eq!(core.durable_rev(), ops as u64);
-    assert!(core.text() == trace.end.as_str(), "final text differs from endContent");
+    assert!(
+        core.text() == trace.end.as_str(),
+        "final text differs from endContent"
+    );
 }
 
 fn check_concurrent(name: &str) {
-    let Some(path) = trace_or_skip(name) else { return };
+    let Some(path) = trace_or_skip(name) else {
+        return;
+    };
     let trace = load_concurrent(&path).expect("trace loads");
     let outcome = simulate_concurrent(&trace).unwrap_or_else(|e| panic!("{name}: {e}"));
     if outcome.server_text != trace.end {
-        let (got, want): (Vec<char>, Vec<char>) = (outcome.server_text.chars().collect(), trace.end.chars().collect());
-        let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-        let around = |t: &[char]| t[at.saturating_sub(30)..(at + 30).min(t.len())].iter().collect::<String>();
+        let (got, want): (Vec<char>, Vec<char>) = (
+            outcome.server_text.chars().collect(),
+            trace.end.chars().collect(),
+        );
+        let at = got
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        let around = |t: &[char]| {
+            t[at.saturating_sub(30)..(at + 30).min(t.len())]
+                .iter()
+                .collect::<String>()
+        };
         panic!(
             "{name}: the server's text differs from endContent at code point {at} (lengths {} and {}):\n got  {:?}\n want {:?}",
             got.len(),
@@ -52,11 +73,17 @@ fn check_concurrent(name: &str) {
         );
     }
     for (agent, text) in outcome.agent_texts.iter().enumerate() {
-        assert!(*text == trace.end, "{name}: agent {agent}'s text differs from endContent");
+        assert!(
+            *text == trace.end,
+            "{name}: agent {agent}'s text differs from endContent"
+        );
     }
     // The server path alone, from the recorded inputs, is deterministic.
     let core = run_script(&outcome.script);
-    assert!(core.text() == trace.end.as_str(), "{name}: replaying the server's inputs differs");
+    assert!(
+        core.text() == trace.end.as_str(),
+        "{name}: replaying the server's inputs differs"
+    );
     assert_eq!(core.durable_rev(), outcome.server_ops as u64);
     eprintln!(
         "{name}: {} transactions -> {} server ops, {} agents, {} broadcasts received early",
@@ -76,15 +103,26 @@ fn concurrent_friendsforever_ends_in_end_content() {
 
 #[test]
 fn concurrent_friendsforever_converges() {
-    let Some(path) = trace_or_skip("friendsforever") else { return };
+    let Some(path) = trace_or_skip("friendsforever") else {
+        return;
+    };
     let trace = load_concurrent(&path).expect("trace loads");
     let outcome = simulate_concurrent(&trace).unwrap_or_else(|e| panic!("friendsforever: {e}"));
-    assert_eq!(outcome.server_text.chars().count(), trace.end.chars().count());
+    assert_eq!(
+        outcome.server_text.chars().count(),
+        trace.end.chars().count()
+    );
     for (agent, text) in outcome.agent_texts.iter().enumerate() {
-        assert!(*text == outcome.server_text, "agent {agent} differs from the server");
+        assert!(
+            *text == outcome.server_text,
+            "agent {agent} differs from the server"
+        );
     }
     let core = run_script(&outcome.script);
-    assert!(core.text() == outcome.server_text.as_str(), "replaying the server's inputs differs");
+    assert!(
+        core.text() == outcome.server_text.as_str(),
+        "replaying the server's inputs differs"
+    );
 }
 
 #[test]

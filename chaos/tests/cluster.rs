@@ -64,7 +64,10 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 
 /// `CHORUS_TEST_SEED` or a fresh one (positions and pauses of the clients), printed.
 fn seed(test: &str) -> u64 {
-    let seed = std::env::var("CHORUS_TEST_SEED").ok().and_then(|s| s.trim().parse().ok()).unwrap_or_else(rand::random);
+    let seed = std::env::var("CHORUS_TEST_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("[{test}] seed {seed} (CHORUS_TEST_SEED={seed} replays the clients' choices, not the timing)");
     seed
 }
@@ -85,15 +88,28 @@ async fn cross_node_editing_converges() {
     fleet.wait_progress(25, WARM_UP_DEADLINE).await;
     let mut owners = BTreeMap::new();
     for doc in &docs {
-        owners.insert(doc.clone(), cluster.owner_of(doc).await.expect("an owner in Redis"));
+        owners.insert(
+            doc.clone(),
+            cluster.owner_of(doc).await.expect("an owner in Redis"),
+        );
     }
     let acks = fleet.acks();
     for (doc, owner) in &owners {
-        let via_others = acks.iter().filter(|a| a.doc == *doc && a.node != *owner).count();
-        assert!(via_others > 0, "{doc} (owned by {owner}) got no ack through another node");
+        let via_others = acks
+            .iter()
+            .filter(|a| a.doc == *doc && a.node != *owner)
+            .count();
+        assert!(
+            via_others > 0,
+            "{doc} (owned by {owner}) got no ack through another node"
+        );
     }
     for i in 0..3 {
-        assert!(acks.iter().any(|a| a.node == cluster.name(i)), "no ack through {}", cluster.name(i));
+        assert!(
+            acks.iter().any(|a| a.node == cluster.name(i)),
+            "no ack through {}",
+            cluster.name(i)
+        );
     }
     let verdict = fleet.settle_and_verify(&cluster, 0).await;
     eprintln!("[cross_node] owners {owners:?}; {}", verdict.summary());
@@ -107,9 +123,19 @@ async fn kill_owner_rounds(tag: &str, rounds: usize) -> Vec<Duration> {
     let mut recoveries = Vec::new();
     let mut slowest_resumes = Vec::new();
     for round in 0..rounds {
-        let docs = vec![format!("{tag}/r{round}/a.rs"), format!("{tag}/r{round}/b.rs")];
+        let docs = vec![
+            format!("{tag}/r{round}/a.rs"),
+            format!("{tag}/r{round}/b.rs"),
+        ];
         let round_started = Instant::now();
-        let fleet = Fleet::spawn(&cluster, &format!("k{round}."), 2, &docs, EDIT_EVERY, seed.wrapping_add(round as u64 * 1000));
+        let fleet = Fleet::spawn(
+            &cluster,
+            &format!("k{round}."),
+            2,
+            &docs,
+            EDIT_EVERY,
+            seed.wrapping_add(round as u64 * 1000),
+        );
         fleet.wait_progress(3, WARM_UP_DEADLINE).await;
         let victim = cluster.wait_owner(&docs[0], Duration::from_secs(5)).await;
         let victim_name = cluster.name(victim).to_owned();
@@ -123,25 +149,37 @@ async fn kill_owner_rounds(tag: &str, rounds: usize) -> Vec<Duration> {
         let mut round_recoveries = Vec::new();
         for doc in &victim_docs {
             fleet
-                .wait_for_acks(&format!("{doc} writable after the kill of {victim_name}"), RECOVERY_DEADLINE, |acks| {
-                    first_ack_after(acks, doc, killed_at).is_some()
-                })
+                .wait_for_acks(
+                    &format!("{doc} writable after the kill of {victim_name}"),
+                    RECOVERY_DEADLINE,
+                    |acks| first_ack_after(acks, doc, killed_at).is_some(),
+                )
                 .await;
-            let (recovery, ack) = first_ack_after(&fleet.acks(), doc, killed_at).expect("waited for it");
+            let (recovery, ack) =
+                first_ack_after(&fleet.acks(), doc, killed_at).expect("waited for it");
             assert_ne!(ack.node, victim_name, "an ack through the killed node");
             round_recoveries.push((doc.clone(), recovery, ack.node.clone()));
             recoveries.push(recovery);
         }
         let new_owner = cluster.wait_owner(&docs[0], Duration::from_secs(5)).await;
-        assert_ne!(new_owner, victim, "{} is still owned by the killed node", docs[0]);
+        assert_ne!(
+            new_owner, victim,
+            "{} is still owned by the killed node",
+            docs[0]
+        );
         // Every client (also those of the killed node, after reconnecting) types again.
         let recovered_at = Instant::now();
-        fleet.wait_progress_since(Some(recovered_at), 2, PROGRESS_DEADLINE).await;
+        fleet
+            .wait_progress_since(Some(recovered_at), 2, PROGRESS_DEADLINE)
+            .await;
         let all_typing_after = recovered_at.elapsed();
         let verdict = fleet.settle_and_verify(&cluster, new_owner).await;
-        let (slowest, who) = slowest_resume(&verdict.records, &docs, killed_at).expect("every client typed after the kill");
-        let shown: Vec<String> =
-            round_recoveries.iter().map(|(d, r, n)| format!("{d} {} ms (first ack via {n})", r.as_millis())).collect();
+        let (slowest, who) = slowest_resume(&verdict.records, &docs, killed_at)
+            .expect("every client typed after the kill");
+        let shown: Vec<String> = round_recoveries
+            .iter()
+            .map(|(d, r, n)| format!("{d} {} ms (first ack via {n})", r.as_millis()))
+            .collect();
         eprintln!(
             "[{tag}] round {round} ({} ms): killed {victim_name}; recovery {shown:?}; every client typing again {} ms after the kill \
              (slowest: {who}), two more acks each {} ms after recovery; {}",
@@ -150,7 +188,10 @@ async fn kill_owner_rounds(tag: &str, rounds: usize) -> Vec<Duration> {
             all_typing_after.as_millis(),
             verdict.summary()
         );
-        assert!(slowest < CLIENT_RESUME_BOUND, "round {round}: {who} typed again only {slowest:?} after the kill");
+        assert!(
+            slowest < CLIENT_RESUME_BOUND,
+            "round {round}: {who} typed again only {slowest:?} after the kill"
+        );
         slowest_resumes.push(slowest);
         cluster.restart(victim).await;
     }
@@ -173,7 +214,10 @@ async fn kill9_owner_under_load() {
     let _serial = SERIAL.lock().await;
     let recoveries = kill_owner_rounds("kill", 5).await;
     let (_, median, _) = distribution_ms(&recoveries);
-    assert!(median <= RECOVERY_TARGET.as_millis(), "median recovery {median} ms over the {RECOVERY_TARGET:?} target");
+    assert!(
+        median <= RECOVERY_TARGET.as_millis(),
+        "median recovery {median} ms over the {RECOVERY_TARGET:?} target"
+    );
 }
 
 /// Long form: 20 rounds, for the distribution in the issue's closing note (about a minute).
@@ -183,7 +227,10 @@ async fn kill9_owner_under_load_long() {
     let _serial = SERIAL.lock().await;
     let recoveries = kill_owner_rounds("killlong", 20).await;
     let (_, median, _) = distribution_ms(&recoveries);
-    assert!(median <= RECOVERY_TARGET.as_millis(), "median recovery {median} ms over the {RECOVERY_TARGET:?} target");
+    assert!(
+        median <= RECOVERY_TARGET.as_millis(),
+        "median recovery {median} ms over the {RECOVERY_TARGET:?} target"
+    );
 }
 
 /// A node killed and restarted at once (same name, same ports) removes its previous
@@ -200,43 +247,90 @@ async fn restarted_node_rejoins_and_takes_documents() {
     fleet.wait_progress(3, WARM_UP_DEADLINE).await;
     let victim = cluster.wait_owner(&docs[0], Duration::from_secs(5)).await;
     let victim_name = cluster.name(victim).to_owned();
-    let old: Vec<String> =
-        cluster.members().await.into_iter().filter(|m| m.node == victim_name).map(|m| m.incarnation).collect();
-    assert_eq!(old.len(), 1, "one incarnation of {victim_name} before the kill");
+    let old: Vec<String> = cluster
+        .members()
+        .await
+        .into_iter()
+        .filter(|m| m.node == victim_name)
+        .map(|m| m.incarnation)
+        .collect();
+    assert_eq!(
+        old.len(),
+        1,
+        "one incarnation of {victim_name} before the kill"
+    );
 
     let killed_at = cluster.kill9(victim);
-    assert!(cluster.liveness_exists(&old[0]).await, "the killed incarnation's lease outlives the process");
+    assert!(
+        cluster.liveness_exists(&old[0]).await,
+        "the killed incarnation's lease outlives the process"
+    );
     cluster.restart(victim).await;
     let ready_after = killed_at.elapsed();
-    assert!(ready_after < LEASE / 2, "the restart took {ready_after:?}: too slow to tell boot removal from lease expiry");
-    let members: Vec<_> = cluster.members().await.into_iter().filter(|m| m.node == victim_name).collect();
-    assert_eq!(members.len(), 1, "only the new incarnation of {victim_name} is listed: {members:?}");
+    assert!(
+        ready_after < LEASE / 2,
+        "the restart took {ready_after:?}: too slow to tell boot removal from lease expiry"
+    );
+    let members: Vec<_> = cluster
+        .members()
+        .await
+        .into_iter()
+        .filter(|m| m.node == victim_name)
+        .collect();
+    assert_eq!(
+        members.len(),
+        1,
+        "only the new incarnation of {victim_name} is listed: {members:?}"
+    );
     assert_ne!(members[0].incarnation, old[0], "a new incarnation");
-    assert!(!cluster.liveness_exists(&old[0]).await, "the previous incarnation's liveness key was removed at boot");
+    assert!(
+        !cluster.liveness_exists(&old[0]).await,
+        "the previous incarnation's liveness key was removed at boot"
+    );
 
     fleet
-        .wait_for_acks(&format!("{} writable after the restart", docs[0]), RECOVERY_DEADLINE, |acks| {
-            first_ack_after(acks, &docs[0], killed_at).is_some()
-        })
+        .wait_for_acks(
+            &format!("{} writable after the restart", docs[0]),
+            RECOVERY_DEADLINE,
+            |acks| first_ack_after(acks, &docs[0], killed_at).is_some(),
+        )
         .await;
     let (recovery, _) = first_ack_after(&fleet.acks(), &docs[0], killed_at).expect("waited for it");
-    assert!(recovery < LEASE / 2, "{} writable only {recovery:?} after the kill: it waited for the old lease", docs[0]);
+    assert!(
+        recovery < LEASE / 2,
+        "{} writable only {recovery:?} after the kill: it waited for the old lease",
+        docs[0]
+    );
 
     // Open new documents until the rendezvous placement gives one to the restarted node.
     let reader = (victim + 1) % 3;
     let mut taken = None;
     for k in 0..60 {
         let doc = format!("rejoin/new-{k}.rs");
-        snapshot(&cluster.url(reader), &doc, Duration::from_secs(15)).await.unwrap_or_else(|e| panic!("{e}"));
+        snapshot(&cluster.url(reader), &doc, Duration::from_secs(15))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         if cluster.owner_of(&doc).await.as_deref() == Some(victim_name.as_str()) {
             taken = Some((k, doc));
             break;
         }
     }
-    let (tries, new_doc) = taken.unwrap_or_else(|| panic!("none of 60 new documents went to the restarted {victim_name}"));
-    let second = Fleet::spawn(&cluster, "jn", 1, std::slice::from_ref(&new_doc), EDIT_EVERY, seed ^ 0x5eed);
+    let (tries, new_doc) = taken
+        .unwrap_or_else(|| panic!("none of 60 new documents went to the restarted {victim_name}"));
+    let second = Fleet::spawn(
+        &cluster,
+        "jn",
+        1,
+        std::slice::from_ref(&new_doc),
+        EDIT_EVERY,
+        seed ^ 0x5eed,
+    );
     second.wait_progress(5, WARM_UP_DEADLINE).await;
-    assert_eq!(cluster.owner_of(&new_doc).await.as_deref(), Some(victim_name.as_str()), "{new_doc} stays on {victim_name}");
+    assert_eq!(
+        cluster.owner_of(&new_doc).await.as_deref(),
+        Some(victim_name.as_str()),
+        "{new_doc} stays on {victim_name}"
+    );
     let verdict_new = second.settle_and_verify(&cluster, reader).await;
     let verdict = fleet.settle_and_verify(&cluster, reader).await;
     eprintln!(
@@ -262,39 +356,78 @@ async fn sigstopped_owner_is_fenced() {
     fleet.wait_progress(3, WARM_UP_DEADLINE).await;
     let victim = cluster.wait_owner(&docs[0], Duration::from_secs(5)).await;
     let victim_name = cluster.name(victim).to_owned();
-    let incarnation = cluster.members().await.into_iter().find(|m| m.node == victim_name).expect("a member").incarnation;
+    let incarnation = cluster
+        .members()
+        .await
+        .into_iter()
+        .find(|m| m.node == victim_name)
+        .expect("a member")
+        .incarnation;
 
     let stopped_at = cluster.signal(victim, libc::SIGSTOP);
     fleet
-        .wait_for_acks(&format!("{} writable elsewhere while {victim_name} is paused", docs[0]), RECOVERY_DEADLINE, |acks| {
-            first_ack_after(acks, &docs[0], stopped_at).is_some()
-        })
+        .wait_for_acks(
+            &format!(
+                "{} writable elsewhere while {victim_name} is paused",
+                docs[0]
+            ),
+            RECOVERY_DEADLINE,
+            |acks| first_ack_after(acks, &docs[0], stopped_at).is_some(),
+        )
         .await;
-    let (takeover, ack) = first_ack_after(&fleet.acks(), &docs[0], stopped_at).expect("waited for it");
+    let (takeover, ack) =
+        first_ack_after(&fleet.acks(), &docs[0], stopped_at).expect("waited for it");
     assert_ne!(ack.node, victim_name);
     let new_owner = cluster.owner_of(&docs[0]).await.expect("an owner");
-    assert_ne!(new_owner, victim_name, "another node owns {} while {victim_name} is paused", docs[0]);
+    assert_ne!(
+        new_owner, victim_name,
+        "another node owns {} while {victim_name} is paused",
+        docs[0]
+    );
     // Stay paused well past the lease, then wake it up.
     tokio::time::sleep_until((stopped_at + PAUSE).into()).await;
-    assert!(!cluster.liveness_exists(&incarnation).await, "the paused node's lease lapsed");
+    assert!(
+        !cluster.liveness_exists(&incarnation).await,
+        "the paused node's lease lapsed"
+    );
     // (Acks already in the sockets when the signal came may arrive just after it.)
-    let in_pause = fleet.acks().iter().filter(|a| a.node == victim_name && a.acked_at > stopped_at + IN_FLIGHT_GRACE).count();
+    let in_pause = fleet
+        .acks()
+        .iter()
+        .filter(|a| a.node == victim_name && a.acked_at > stopped_at + IN_FLIGHT_GRACE)
+        .count();
     assert_eq!(in_pause, 0, "a paused process acknowledged something");
     let continued_at = cluster.signal(victim, libc::SIGCONT);
     let status = cluster.wait_exit(victim, Duration::from_secs(15)).await;
     let exited_after = continued_at.elapsed();
-    assert_eq!(status.code(), Some(FENCED_EXIT_CODE), "the fenced node exits with 75: {status}");
-    let from_victim: Vec<_> = fleet.acks().into_iter().filter(|a| a.node == victim_name && a.acked_at >= continued_at).collect();
+    assert_eq!(
+        status.code(),
+        Some(FENCED_EXIT_CODE),
+        "the fenced node exits with 75: {status}"
+    );
+    let from_victim: Vec<_> = fleet
+        .acks()
+        .into_iter()
+        .filter(|a| a.node == victim_name && a.acked_at >= continued_at)
+        .collect();
     // Whatever it still delivered was made durable before the pause: below every revision the
     // new owner gave (fresh, in-order acks only: a duplicate's ack carries an old revision).
     let takeover_rev = fleet
         .acks()
         .iter()
-        .filter(|a| a.doc == docs[0] && a.node != victim_name && a.acked_at > stopped_at && a.kind == AckKind::Ack)
+        .filter(|a| {
+            a.doc == docs[0]
+                && a.node != victim_name
+                && a.acked_at > stopped_at
+                && a.kind == AckKind::Ack
+        })
         .map(|a| a.rev)
         .min()
         .expect("fresh acks from the new owner");
-    for a in from_victim.iter().filter(|a| a.doc == docs[0] && a.kind == AckKind::Ack) {
+    for a in from_victim
+        .iter()
+        .filter(|a| a.doc == docs[0] && a.kind == AckKind::Ack)
+    {
         assert!(
             a.rev < takeover_rev,
             "{victim_name} acknowledged {} at rev {} after losing {} (the new owner's revisions start at {takeover_rev})",
@@ -304,7 +437,9 @@ async fn sigstopped_owner_is_fenced() {
         );
     }
 
-    fleet.wait_progress_since(Some(Instant::now()), 2, PROGRESS_DEADLINE).await;
+    fleet
+        .wait_progress_since(Some(Instant::now()), 2, PROGRESS_DEADLINE)
+        .await;
     let reader = cluster.index_of(&new_owner);
     // The final check includes every ack the paused node's clients got: each token must be in
     // the final text exactly once.
@@ -342,13 +477,23 @@ async fn rolling_restart_under_load() {
         let term_at = cluster.signal(i, libc::SIGTERM);
         let status = cluster.wait_exit(i, DRAIN_EXIT_DEADLINE).await;
         let exit_at = Instant::now();
-        assert!(status.success(), "{} exits cleanly after a drain: {status}", cluster.name(i));
+        assert!(
+            status.success(),
+            "{} exits cleanly after a drain: {status}",
+            cluster.name(i)
+        );
         let name = cluster.name(i).to_owned();
         cluster.restart(i).await;
-        fleet.wait_progress_since(Some(Instant::now()), 1, PROGRESS_DEADLINE).await;
+        fleet
+            .wait_progress_since(Some(Instant::now()), 1, PROGRESS_DEADLINE)
+            .await;
         let records: Vec<_> = fleet.clients.iter().map(|c| c.record()).collect();
-        let (slowest, who) = slowest_resume(&records, &docs, term_at).expect("every client typed after the drain");
-        assert!(slowest < CLIENT_RESUME_BOUND, "{who} typed again only {slowest:?} after the SIGTERM of {name}");
+        let (slowest, who) =
+            slowest_resume(&records, &docs, term_at).expect("every client typed after the drain");
+        assert!(
+            slowest < CLIENT_RESUME_BOUND,
+            "{who} typed again only {slowest:?} after the SIGTERM of {name}"
+        );
         let acks = fleet.acks();
         let mut per_doc = Vec::new();
         for doc in &docs {
@@ -356,7 +501,11 @@ async fn rolling_restart_under_load() {
             if owned.contains(doc) {
                 pauses.push(gap);
             }
-            per_doc.push(format!("{doc}{} {} ms", if owned.contains(doc) { " (owned)" } else { "" }, gap.as_millis()));
+            per_doc.push(format!(
+                "{doc}{} {} ms",
+                if owned.contains(doc) { " (owned)" } else { "" },
+                gap.as_millis()
+            ));
         }
         lines.push(format!(
             "{name}: drained and exited in {} ms; longest ack gap per document during the drain: {}; every client typing again {} ms after the SIGTERM (slowest: {who})",
@@ -376,7 +525,10 @@ async fn rolling_restart_under_load() {
         DRAIN_PAUSE_TARGET.as_millis(),
         verdict.summary()
     );
-    assert!(max < DRAIN_PAUSE_BOUND.as_millis(), "a document paused {max} ms during a drain");
+    assert!(
+        max < DRAIN_PAUSE_BOUND.as_millis(),
+        "a document paused {max} ms during a drain"
+    );
 }
 
 /// An `open` immediately followed by `close` of a document owned by another node is still
@@ -387,7 +539,9 @@ async fn open_then_close_through_another_node_is_answered() {
     const DOCUMENTS: usize = 600;
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::start("openclose", 3, &[]).await;
-    let docs: Vec<String> = (0..DOCUMENTS).map(|i| format!("openclose/doc-{i}.rs")).collect();
+    let docs: Vec<String> = (0..DOCUMENTS)
+        .map(|i| format!("openclose/doc-{i}.rs"))
+        .collect();
     // One at a time, so that the connection has no other document open when it closes one.
     for i in 0..3 {
         let chunk: Vec<String> = docs.iter().skip(i).step_by(3).cloned().collect();
@@ -405,23 +559,32 @@ async fn placement_spreads_documents() {
     let _serial = SERIAL.lock().await;
     // Documents stay owned (and their owner visible in Redis) while they are counted.
     let cluster = Cluster::start("place", 3, &["--idle-timeout-ms", "600000"]).await;
-    let docs: Vec<String> = (0..DOCUMENTS).map(|i| format!("place/doc-{i}.rs")).collect();
+    let docs: Vec<String> = (0..DOCUMENTS)
+        .map(|i| format!("place/doc-{i}.rs"))
+        .collect();
     let started = Instant::now();
-    let chunks: Vec<Vec<String>> = (0..CONNECTIONS).map(|c| docs.iter().skip(c).step_by(CONNECTIONS).cloned().collect()).collect();
+    let chunks: Vec<Vec<String>> = (0..CONNECTIONS)
+        .map(|c| docs.iter().skip(c).step_by(CONNECTIONS).cloned().collect())
+        .collect();
     let tasks: Vec<_> = chunks
         .into_iter()
         .enumerate()
         .map(|(c, chunk)| {
             let url = cluster.url(c % 3);
-            tokio::spawn(async move { open_and_close(&url, &chunk, 16, Duration::from_secs(20)).await })
+            tokio::spawn(
+                async move { open_and_close(&url, &chunk, 16, Duration::from_secs(20)).await },
+            )
         })
         .collect();
     for t in tasks {
-        t.await.expect("an opener task").unwrap_or_else(|e| panic!("opening documents: {e}"));
+        t.await
+            .expect("an opener task")
+            .unwrap_or_else(|e| panic!("opening documents: {e}"));
     }
     let opened_in = started.elapsed();
     let owners = cluster.owners_of(&docs).await;
-    let mut counts: BTreeMap<String, usize> = (0..3).map(|i| (cluster.name(i).to_owned(), 0)).collect();
+    let mut counts: BTreeMap<String, usize> =
+        (0..3).map(|i| (cluster.name(i).to_owned(), 0)).collect();
     let mut unowned = Vec::new();
     let mut off_preference = 0;
     for (doc, owner) in docs.iter().zip(&owners) {
@@ -433,9 +596,16 @@ async fn placement_spreads_documents() {
             None => unowned.push(doc.clone()),
         }
     }
-    assert!(unowned.is_empty(), "{} documents without an owner: {:?}", unowned.len(), &unowned[..unowned.len().min(10)]);
-    let shown: Vec<String> =
-        counts.iter().map(|(n, c)| format!("{n}: {c} ({:.1}%)", *c as f64 * 100.0 / DOCUMENTS as f64)).collect();
+    assert!(
+        unowned.is_empty(),
+        "{} documents without an owner: {:?}",
+        unowned.len(),
+        &unowned[..unowned.len().min(10)]
+    );
+    let shown: Vec<String> = counts
+        .iter()
+        .map(|(n, c)| format!("{n}: {c} ({:.1}%)", *c as f64 * 100.0 / DOCUMENTS as f64))
+        .collect();
     eprintln!(
         "[place] PLACEMENT of {DOCUMENTS} documents over 3 nodes (opened in {} ms through all three): {}; {off_preference} not on their rendezvous-preferred node",
         opened_in.as_millis(),
@@ -444,6 +614,9 @@ async fn placement_spreads_documents() {
     assert_eq!(counts.len(), 3, "owners outside the cluster: {counts:?}");
     for (node, count) in &counts {
         let share = *count as f64 / DOCUMENTS as f64;
-        assert!((0.20..=0.47).contains(&share), "{node} owns {count} of {DOCUMENTS}: {counts:?}");
+        assert!(
+            (0.20..=0.47).contains(&share),
+            "{node} owns {count} of {DOCUMENTS}: {counts:?}"
+        );
     }
 }

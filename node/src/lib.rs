@@ -18,7 +18,9 @@ use anyhow::Context;
 use chorus_actors::document::supervisor::{DocumentSupervisor, SupervisorArgs, SupervisorMsg};
 use chorus_actors::document::CoreSettings;
 use chorus_actors::routing::{Directory, LocalDirectory};
-use chorus_actors::session_supervisor::{SessionSupervisor, SessionSupervisorArgs, SessionSupervisorMsg};
+use chorus_actors::session_supervisor::{
+    SessionSupervisor, SessionSupervisorArgs, SessionSupervisorMsg,
+};
 use chorus_actors::store::embedded::{EmbeddedStore, FsyncPolicy};
 use chorus_actors::store::Store;
 use chorus_config::Config;
@@ -52,17 +54,21 @@ impl Node {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let (store, cluster_base): (Arc<dyn Store>, Option<cluster::ClusterBase>) = if config.is_cluster() {
+        let (store, cluster_base): (Arc<dyn Store>, Option<cluster::ClusterBase>) = if config
+            .is_cluster()
+        {
             let base = cluster::start_base(&config, addr).await?;
-            let fenced = cluster::fenced::FencedStore::new(base.store.clone(), base.membership.clone());
+            let fenced =
+                cluster::fenced::FencedStore::new(base.store.clone(), base.membership.clone());
             (Arc::new(fenced), Some(base))
         } else {
             let fsync = match config.store.fsync {
                 chorus_config::FsyncPolicy::Always => FsyncPolicy::Always,
                 chorus_config::FsyncPolicy::Never => FsyncPolicy::Never,
             };
-            let embedded = EmbeddedStore::open_dir(&config.data_dir, fsync)
-                .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+            let embedded = EmbeddedStore::open_dir(&config.data_dir, fsync).with_context(|| {
+                format!("opening the data directory {}", config.data_dir.display())
+            })?;
             (Arc::new(embedded), None)
         };
         let d = &config.document;
@@ -97,27 +103,50 @@ impl Node {
         )
         .await
         .context("starting the session supervisor")?;
-        let (cluster, directory): (Option<cluster::Cluster>, Arc<dyn Directory>) = match cluster_base {
-            Some(base) => {
-                let cluster = cluster::start_router(&config, base, documents.clone()).await?;
-                let directory = Arc::new(cluster::router::ClusterDirectory { router: cluster.router.clone() });
-                let membership = cluster.base.membership.clone();
-                tokio::spawn(async move {
-                    membership.lost().await;
-                    // Others may already own this node's documents: serve nothing more. A
-                    // process supervisor restarts the node as a new incarnation.
-                    tracing::error!("this node's cluster lease was lost; exiting");
-                    std::process::exit(75);
-                });
-                (Some(cluster), directory)
-            }
-            None => (None, Arc::new(LocalDirectory { supervisor: documents.clone() })),
-        };
+        let (cluster, directory): (Option<cluster::Cluster>, Arc<dyn Directory>) =
+            match cluster_base {
+                Some(base) => {
+                    let cluster = cluster::start_router(&config, base, documents.clone()).await?;
+                    let directory = Arc::new(cluster::router::ClusterDirectory {
+                        router: cluster.router.clone(),
+                    });
+                    let membership = cluster.base.membership.clone();
+                    tokio::spawn(async move {
+                        membership.lost().await;
+                        // Others may already own this node's documents: serve nothing more. A
+                        // process supervisor restarts the node as a new incarnation.
+                        tracing::error!("this node's cluster lease was lost; exiting");
+                        std::process::exit(75);
+                    });
+                    (Some(cluster), directory)
+                }
+                None => (
+                    None,
+                    Arc::new(LocalDirectory {
+                        supervisor: documents.clone(),
+                    }),
+                ),
+            };
         let (phase, phase_rx) = watch::channel(Phase::Running);
-        let web = Arc::new(WebContext::new(config.clone(), documents.clone(), directory, sessions.clone(), phase_rx));
+        let web = Arc::new(WebContext::new(
+            config.clone(),
+            documents.clone(),
+            directory,
+            sessions.clone(),
+            phase_rx,
+        ));
         let accept = tokio::spawn(chorus_web::serve(listener, web.clone()));
         tracing::info!(%addr, node = %config.node_name, data_dir = %config.data_dir.display(), "chorus node listening");
-        Ok(Node { addr, config, phase, web, accept, documents, sessions, cluster })
+        Ok(Node {
+            addr,
+            config,
+            phase,
+            web,
+            accept,
+            documents,
+            sessions,
+            cluster,
+        })
     }
 
     /// The address the front listens on.
@@ -137,20 +166,40 @@ impl Node {
             // it on another node), so that a rolling restart loses nothing.
             cluster.begin_drain().await;
             let drain = Duration::from_millis(self.config.cluster.drain_timeout_ms);
-            match self.documents.call(SupervisorMsg::ReleaseAll, Some(drain)).await {
-                Ok(ractor::rpc::CallResult::Success(count)) => tracing::info!(documents = count, "documents handed over"),
+            match self
+                .documents
+                .call(SupervisorMsg::ReleaseAll, Some(drain))
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success(count)) => {
+                    tracing::info!(documents = count, "documents handed over")
+                }
                 other => tracing::warn!(?other, "document hand-over did not finish in time"),
             }
         } else {
-            let flushed = tokio::time::timeout(grace, self.documents.call(SupervisorMsg::FlushAll, Some(grace))).await;
+            let flushed = tokio::time::timeout(
+                grace,
+                self.documents.call(SupervisorMsg::FlushAll, Some(grace)),
+            )
+            .await;
             match flushed {
-                Ok(Ok(ractor::rpc::CallResult::Success(count))) => tracing::info!(documents = count, "store flushed"),
-                other => tracing::warn!(?other, "store flush did not finish within the grace period"),
+                Ok(Ok(ractor::rpc::CallResult::Success(count))) => {
+                    tracing::info!(documents = count, "store flushed")
+                }
+                other => {
+                    tracing::warn!(?other, "store flush did not finish within the grace period")
+                }
             }
         }
         let _ = self.phase.send(Phase::Closing);
-        if tokio::time::timeout(CLOSE_WAIT, self.web.wait_all_closed()).await.is_err() {
-            tracing::warn!(open = self.web.active_connections(), "some connections did not close in time");
+        if tokio::time::timeout(CLOSE_WAIT, self.web.wait_all_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.web.active_connections(),
+                "some connections did not close in time"
+            );
         }
         if let Some(cluster) = self.cluster {
             cluster.leave().await;

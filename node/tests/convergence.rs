@@ -30,8 +30,14 @@ struct Connection {
 
 impl Connection {
     async fn handle(&mut self, msg: Value) {
-        let doc = msg["doc"].as_str().unwrap_or_else(|| panic!("a message without doc: {msg}")).to_owned();
-        let editor = self.editors.get_mut(&doc).unwrap_or_else(|| panic!("a message for a document not open: {msg}"));
+        let doc = msg["doc"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a message without doc: {msg}"))
+            .to_owned();
+        let editor = self
+            .editors
+            .get_mut(&doc)
+            .unwrap_or_else(|| panic!("a message for a document not open: {msg}"));
         if let Some(out) = editor.handle(&msg) {
             self.client.send(out).await;
         }
@@ -40,7 +46,9 @@ impl Connection {
     /// Handles whatever has already arrived, without waiting.
     async fn drain_ready(&mut self) {
         loop {
-            let Some(next) = self.client.ws.next().now_or_never() else { return };
+            let Some(next) = self.client.ws.next().now_or_never() else {
+                return;
+            };
             match next.expect("the socket stays open").expect("a valid frame") {
                 Message::Text(t) => self.handle(serde_json::from_str(&t).expect("JSON")).await,
                 Message::Close(c) => panic!("closed: {c:?}"),
@@ -57,10 +65,14 @@ impl Connection {
 async fn run_connection(url: String, index: u64, seed: u64, start: Arc<Barrier>) -> Connection {
     let mut rng = StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let client = Client::connect(&url, None, &format!("Client{index}")).await;
-    let mut conn = Connection { client, editors: BTreeMap::new() };
+    let mut conn = Connection {
+        client,
+        editors: BTreeMap::new(),
+    };
     for doc in DOCS {
         let opened = conn.client.open(doc, None).await;
-        conn.editors.insert(doc.to_owned(), Editor::from_opened(&opened));
+        conn.editors
+            .insert(doc.to_owned(), Editor::from_opened(&opened));
     }
     // Nobody edits before everyone has opened everything (open skips messages before `opened`).
     start.wait().await;
@@ -109,7 +121,12 @@ async fn random_concurrent_edits_converge_on_every_client() {
         .collect();
     let mut connections = Vec::new();
     for task in tasks {
-        connections.push(tokio::time::timeout(Duration::from_secs(60), task).await.expect("clients finish").expect("client task"));
+        connections.push(
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("clients finish")
+                .expect("client task"),
+        );
     }
     for doc in DOCS {
         let total: u64 = connections.iter().map(|c| c.editors[doc].sent).sum();
@@ -127,9 +144,15 @@ async fn random_concurrent_edits_converge_on_every_client() {
             let editor = &conn.editors[doc];
             assert!(editor.is_settled());
             assert_eq!(editor.rev, total, "{doc}: client {i} revision");
-            assert_eq!(editor.text, text, "{doc}: client {i} diverged from the server");
+            assert_eq!(
+                editor.text, text,
+                "{doc}: client {i} diverged from the server"
+            );
         }
-        eprintln!("{doc}: converged at rev {rev} with {} code points", text.chars().count());
+        eprintln!(
+            "{doc}: converged at rev {rev} with {} code points",
+            text.chars().count()
+        );
     }
     node.shutdown().await;
 }
@@ -147,10 +170,22 @@ async fn concurrent_inserts_at_one_position_keep_the_order_the_server_applied_th
     // Both insert at position 1 of revision 1; the server applies A's first.
     assert_eq!(a.op_acked("tie.txt", 1, 2, json!([1, "A"])).await, 2);
     b.send_op("tie.txt", 1, 1, json!([1, "B"])).await;
-    assert_eq!(b.recv().await, json!({"type":"op","doc":"tie.txt","rev":2,"client":a.id,"op":[1,"A"]}));
-    assert_eq!(b.recv().await, json!({"type":"ack","doc":"tie.txt","seq":1,"rev":3}));
-    assert_eq!(a.recv().await, json!({"type":"op","doc":"tie.txt","rev":3,"client":b.id,"op":[2,"B"]}));
-    assert_eq!(snapshot(&node.url(), "tie.txt").await, (3, "<AB>".to_owned()));
+    assert_eq!(
+        b.recv().await,
+        json!({"type":"op","doc":"tie.txt","rev":2,"client":a.id,"op":[1,"A"]})
+    );
+    assert_eq!(
+        b.recv().await,
+        json!({"type":"ack","doc":"tie.txt","seq":1,"rev":3})
+    );
+    assert_eq!(
+        a.recv().await,
+        json!({"type":"op","doc":"tie.txt","rev":3,"client":b.id,"op":[2,"B"]})
+    );
+    assert_eq!(
+        snapshot(&node.url(), "tie.txt").await,
+        (3, "<AB>".to_owned())
+    );
     node.shutdown().await;
 }
 
@@ -167,7 +202,10 @@ async fn concurrent_deletes_of_the_same_text_leave_valid_ops_on_the_wire() {
     // Both delete the only character; B's delete becomes a no-op on an empty document.
     assert_eq!(a.op_acked("del.txt", 1, 2, json!([-1])).await, 2);
     b.send_op("del.txt", 1, 1, json!([-1])).await;
-    assert_eq!(b.recv().await, json!({"type":"op","doc":"del.txt","rev":2,"client":a.id,"op":[-1]}));
+    assert_eq!(
+        b.recv().await,
+        json!({"type":"op","doc":"del.txt","rev":2,"client":a.id,"op":[-1]})
+    );
     let ack = b.recv().await;
     assert_eq!(ack["type"], "ack", "{ack}");
     let rev = ack["rev"].as_u64().expect("rev");

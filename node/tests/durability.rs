@@ -34,7 +34,10 @@ fn token(writer: usize, seq: u64) -> String {
 /// Next text message, or None once the connection is gone.
 async fn next_message(c: &mut Client) -> Option<Value> {
     loop {
-        match tokio::time::timeout(RECV_TIMEOUT, c.ws.next()).await.expect("a message or the end in time") {
+        match tokio::time::timeout(RECV_TIMEOUT, c.ws.next())
+            .await
+            .expect("a message or the end in time")
+        {
             Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).expect("JSON")),
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
             Some(Ok(_)) => {}
@@ -43,10 +46,18 @@ async fn next_message(c: &mut Client) -> Option<Value> {
 }
 
 /// Inserts one unique token per op, one op in flight, until the connection dies.
-async fn write_until_killed(mut c: Client, writer: usize, acks: Arc<watch::Sender<usize>>) -> Outcome {
+async fn write_until_killed(
+    mut c: Client,
+    writer: usize,
+    acks: Arc<watch::Sender<usize>>,
+) -> Outcome {
     let opened = c.open(DOC, None).await;
     let mut rev = opened["rev"].as_u64().expect("rev");
-    let mut outcome = Outcome { id: c.id.clone(), acked: Vec::new(), in_flight: None };
+    let mut outcome = Outcome {
+        id: c.id.clone(),
+        acked: Vec::new(),
+        in_flight: None,
+    };
     for seq in 1.. {
         let tok = token(writer, seq);
         // Inserting at position 0 is valid on any base, so no text needs to be tracked.
@@ -56,7 +67,9 @@ async fn write_until_killed(mut c: Client, writer: usize, acks: Arc<watch::Sende
             return outcome;
         }
         loop {
-            let Some(v) = next_message(&mut c).await else { return outcome };
+            let Some(v) = next_message(&mut c).await else {
+                return outcome;
+            };
             match v["type"].as_str() {
                 // Others' ops come before our ack; the ack's revision is the newest.
                 Some("op") => {}
@@ -98,14 +111,22 @@ async fn crash_and_recover(args: &[&str]) {
         let c = Client::connect(&url, None, &format!("W{writer}")).await;
         writers.push(tokio::spawn(write_until_killed(c, writer, acks.clone())));
     }
-    tokio::time::timeout(Duration::from_secs(30), acked_count.wait_for(|n| *n >= KILL_AFTER_ACKS))
-        .await
-        .expect("enough acks in time")
-        .expect("writers alive");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        acked_count.wait_for(|n| *n >= KILL_AFTER_ACKS),
+    )
+    .await
+    .expect("enough acks in time")
+    .expect("writers alive");
     first.kill();
     let mut outcomes = Vec::new();
     for w in writers {
-        outcomes.push(tokio::time::timeout(Duration::from_secs(20), w).await.expect("writer ends").expect("writer task"));
+        outcomes.push(
+            tokio::time::timeout(Duration::from_secs(20), w)
+                .await
+                .expect("writer ends")
+                .expect("writer task"),
+        );
     }
     let acked_total: usize = outcomes.iter().map(|o| o.acked.len()).sum();
     assert!(acked_total >= KILL_AFTER_ACKS);
@@ -114,19 +135,31 @@ async fn crash_and_recover(args: &[&str]) {
     let (rev, text) = snapshot(&second.url(), DOC).await;
     for o in &outcomes {
         for tok in &o.acked {
-            assert_eq!(count(&text, tok), 1, "acknowledged {tok} exactly once after kill -9: {text}");
+            assert_eq!(
+                count(&text, tok),
+                1,
+                "acknowledged {tok} exactly once after kill -9: {text}"
+            );
         }
         if let Some((_, _, tok)) = &o.in_flight {
-            assert!(count(&text, tok) <= 1, "in-flight {tok} at most once: {text}");
+            assert!(
+                count(&text, tok) <= 1,
+                "in-flight {tok} at most once: {text}"
+            );
         }
     }
-    assert!(rev as usize >= acked_total, "rev {rev} counts every acknowledged op ({acked_total})");
+    assert!(
+        rev as usize >= acked_total,
+        "rev {rev} counts every acknowledged op ({acked_total})"
+    );
 
     // Every writer resumes with its id and resubmits its op in flight (same seq and base). If the
     // base is older than the history the restarted node holds, the protocol's answer is stale_rev:
     // the client opens again and resubmits rebased (an insert at 0 needs no rebasing).
     for o in &outcomes {
-        let Some((seq, base, tok)) = &o.in_flight else { continue };
+        let Some((seq, base, tok)) = &o.in_flight else {
+            continue;
+        };
         let mut c = Client::connect(&second.url(), Some(&o.id), "again").await;
         c.open(DOC, None).await;
         let mut msg = json!({"type":"op","doc":DOC,"rev":base,"seq":seq,"op":[tok]});
@@ -147,9 +180,20 @@ async fn crash_and_recover(args: &[&str]) {
     }
     let (_, text) = snapshot(&second.url(), DOC).await;
     for o in &outcomes {
-        for tok in o.acked.iter().chain(o.in_flight.as_ref().map(|(_, _, t)| t)) {
-            assert_eq!(count(&text, tok), 1, "{tok} exactly once after resubmission: {text}");
+        for tok in o
+            .acked
+            .iter()
+            .chain(o.in_flight.as_ref().map(|(_, _, t)| t))
+        {
+            assert_eq!(
+                count(&text, tok),
+                1,
+                "{tok} exactly once after resubmission: {text}"
+            );
         }
     }
-    eprintln!("{acked_total} acknowledged before kill -9; final text has {} tokens", count(&text, "<"));
+    eprintln!(
+        "{acked_total} acknowledged before kill -9; final text has {} tokens",
+        count(&text, "<")
+    );
 }

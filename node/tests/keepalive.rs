@@ -36,16 +36,26 @@ async fn a_client_that_never_answers_pings_is_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(keepalive_config(dir.path())).await;
     let mut silent = RawWs::connect(node.node.local_addr()).await;
-    silent.send_text(r#"{"type":"hello","client":null,"name":"Silent"}"#).await;
+    silent
+        .send_text(r#"{"type":"hello","client":null,"name":"Silent"}"#)
+        .await;
     // From here on the client reads but never writes, not even a pong.
     let frames = silent.read_until_eof(Duration::from_secs(5)).await;
     let pings = frames.iter().filter(|f| f.opcode == raw::PING).count();
     assert!(pings >= 1, "the server pings: {frames:?}");
-    let text = frames.iter().find(|f| f.opcode == raw::TEXT).expect("a welcome");
-    let welcome: serde_json::Value = serde_json::from_slice(&text.payload).expect("welcome is JSON");
+    let text = frames
+        .iter()
+        .find(|f| f.opcode == raw::TEXT)
+        .expect("a welcome");
+    let welcome: serde_json::Value =
+        serde_json::from_slice(&text.payload).expect("welcome is JSON");
     assert_eq!(welcome["type"], "welcome");
     let close = frames.last().expect("frames before EOF");
-    assert_eq!(close.opcode, raw::CLOSE, "the server says goodbye before closing: {frames:?}");
+    assert_eq!(
+        close.opcode,
+        raw::CLOSE,
+        "the server says goodbye before closing: {frames:?}"
+    );
     assert_eq!(close.close_code(), Some(1008));
     node.shutdown().await;
 }

@@ -43,7 +43,11 @@ async fn a_frame_of_exactly_max_frame_bytes_is_accepted() {
     let padded = format!("{ping}{}", " ".repeat(1024 - ping.len()));
     assert_eq!(padded.len(), 1024);
     a.send_text(&padded).await;
-    assert_eq!(a.recv().await, json!({"type":"pong"}), "a 1024-byte frame is within max_frame_bytes = 1024");
+    assert_eq!(
+        a.recv().await,
+        json!({"type":"pong"}),
+        "a 1024-byte frame is within max_frame_bytes = 1024"
+    );
     // One byte more is over it.
     a.send_text(&format!("{padded} ")).await;
     assert_eq!(a.recv_end().await, Ended::Close(Some(1009)));
@@ -58,12 +62,16 @@ async fn a_fragmented_message_over_max_frame_bytes_is_refused() {
     let node = TestNode::start(config).await;
     let mut obs = Observer::new(&node.url()).await;
     let mut ws = RawWs::connect(node.node.local_addr()).await;
-    ws.send_text(r#"{"type":"hello","client":null,"name":"Frag"}"#).await;
+    ws.send_text(r#"{"type":"hello","client":null,"name":"Frag"}"#)
+        .await;
     ws.read_until(|f| f.opcode == raw::TEXT).await;
-    ws.send_text(r#"{"type":"open","doc":"frag.txt","rev":null}"#).await;
+    ws.send_text(r#"{"type":"open","doc":"frag.txt","rev":null}"#)
+        .await;
     ws.read_until(|f| f.opcode == raw::TEXT).await;
     // One 4000-byte message in five frames of at most 800 bytes each.
-    let message = json!({"type":"op","doc":"frag.txt","rev":0,"seq":1,"op":["z".repeat(4000 - 60)]}).to_string();
+    let message =
+        json!({"type":"op","doc":"frag.txt","rev":0,"seq":1,"op":["z".repeat(4000 - 60)]})
+            .to_string();
     let chunks: Vec<&[u8]> = message.as_bytes().chunks(800).collect();
     for (i, chunk) in chunks.iter().enumerate() {
         let opcode = if i == 0 { raw::TEXT } else { raw::CONTINUATION };
@@ -73,13 +81,19 @@ async fn a_fragmented_message_over_max_frame_bytes_is_refused() {
     let is_answer = |f: &raw::RawFrame| {
         f.opcode == raw::CLOSE
             || (f.opcode == raw::TEXT
-                && serde_json::from_slice::<serde_json::Value>(&f.payload).is_ok_and(|v| v["type"] == "ack" || v["type"] == "error"))
+                && serde_json::from_slice::<serde_json::Value>(&f.payload)
+                    .is_ok_and(|v| v["type"] == "ack" || v["type"] == "error"))
     };
     let frames = ws.read_until(is_answer).await;
     let last = frames.last().expect("a frame");
     if last.opcode == raw::TEXT {
         let v: serde_json::Value = serde_json::from_slice(&last.payload).expect("JSON");
-        assert_eq!(v["code"], "too_large", "a {}-byte message over max_frame_bytes = 1024 got {v}", message.len());
+        assert_eq!(
+            v["code"],
+            "too_large",
+            "a {}-byte message over max_frame_bytes = 1024 got {v}",
+            message.len()
+        );
     } else {
         assert_eq!(last.close_code(), Some(1009));
     }
@@ -106,7 +120,10 @@ async fn an_op_making_the_document_too_large_gets_too_large() {
     // Deleting, and replacing without growing, still work at the limit.
     assert_eq!(a.op_acked("big.txt", 1, 2, json!(["ab", -2])).await, 2);
     assert_eq!(a.op_acked("big.txt", 2, 3, json!([-1])).await, 3);
-    assert_eq!(obs.snapshot("big.txt").await, (3, format!("b{}", "😀".repeat(8))));
+    assert_eq!(
+        obs.snapshot("big.txt").await,
+        (3, format!("b{}", "😀".repeat(8)))
+    );
     node.shutdown().await;
 }
 
@@ -123,13 +140,17 @@ async fn ops_over_the_rate_are_rate_limited_and_a_later_resubmission_applies_onc
     assert_eq!(a.op_acked("rate.txt", 0, 1, json!(["a"])).await, 1);
     assert_eq!(a.op_acked("rate.txt", 1, 2, json!([1, "b"])).await, 2);
     a.send_op("rate.txt", 2, 3, json!([2, "c"])).await;
-    a.expect_error("rate_limited", Some("rate.txt"), Some(3)).await;
+    a.expect_error("rate_limited", Some("rate.txt"), Some(3))
+        .await;
     assert_eq!(obs.snapshot("rate.txt").await, (2, "ab".to_owned()));
     // Resubmit the same op (same seq and base) until the bucket has refilled.
     let mut attempts = 0;
     let ack = loop {
         attempts += 1;
-        assert!(attempts < 100, "still rate limited after {attempts} attempts");
+        assert!(
+            attempts < 100,
+            "still rate limited after {attempts} attempts"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         a.send_op("rate.txt", 2, 3, json!([2, "c"])).await;
         let v = a.recv().await;
@@ -152,7 +173,8 @@ async fn opening_more_than_max_open_documents_gets_too_large() {
     let mut a = Client::connect(&node.url(), None, "Ada").await;
     a.open("one.txt", None).await;
     a.open("two.txt", None).await;
-    a.send(json!({"type":"open","doc":"three.txt","rev":null})).await;
+    a.send(json!({"type":"open","doc":"three.txt","rev":null}))
+        .await;
     a.expect_error("too_large", Some("three.txt"), None).await;
     // Re-opening an open document is a resync, not a new one.
     a.open("two.txt", None).await;
@@ -199,8 +221,13 @@ async fn a_client_too_slow_to_read_is_disconnected_the_others_are_told_and_it_re
     // A small receive buffer, so that the kernel stops taking the server's frames early.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let stream = socket.connect(node.node.local_addr()).await.expect("connect");
-    let (ws, _) = tokio_tungstenite::client_async(node.url(), MaybeTlsStream::Plain(stream)).await.expect("upgrade");
+    let stream = socket
+        .connect(node.node.local_addr())
+        .await
+        .expect("connect");
+    let (ws, _) = tokio_tungstenite::client_async(node.url(), MaybeTlsStream::Plain(stream))
+        .await
+        .expect("upgrade");
     let mut slow = Client::hello(ws, None, "Slow").await;
     assert_eq!(slow.open(doc, None).await["rev"], 0);
     let mut slow_rev = 0;
@@ -212,7 +239,11 @@ async fn a_client_too_slow_to_read_is_disconnected_the_others_are_told_and_it_re
     let mut left = None;
     while left.is_none() {
         assert!(rev < MAX_OPS, "the slow client was never disconnected");
-        let op = if rev == 0 { json!([chunk]) } else { json!([rev as usize * chunk.len(), chunk]) };
+        let op = if rev == 0 {
+            json!([chunk])
+        } else {
+            json!([rev as usize * chunk.len(), chunk])
+        };
         a.send_op(doc, rev, rev + 1, op).await;
         loop {
             let v = a.recv().await;
@@ -226,10 +257,16 @@ async fn a_client_too_slow_to_read_is_disconnected_the_others_are_told_and_it_re
             }
         }
     }
-    assert_eq!(left, Some(json!({"type":"left","doc":doc,"client":slow.id})));
+    assert_eq!(
+        left,
+        Some(json!({"type":"left","doc":doc,"client":slow.id}))
+    );
     // The slow client finds a gap-free prefix of the ops, then the close.
     let ended = loop {
-        match tokio::time::timeout(RECV_TIMEOUT, slow.ws.next()).await.expect("frames in time") {
+        match tokio::time::timeout(RECV_TIMEOUT, slow.ws.next())
+            .await
+            .expect("frames in time")
+        {
             Some(Ok(Message::Text(t))) => {
                 // Only revisions are checked here: applying megabytes of text in a debug build
                 // is slow, and the final snapshot checks the text.
@@ -238,22 +275,35 @@ async fn a_client_too_slow_to_read_is_disconnected_the_others_are_told_and_it_re
                 assert_eq!(v["rev"], slow_rev + 1, "no gap before the close");
                 slow_rev += 1;
             }
-            Some(Ok(Message::Close(frame))) => break Ended::Close(frame.map(|f| u16::from(f.code))),
+            Some(Ok(Message::Close(frame))) => {
+                break Ended::Close(frame.map(|f| u16::from(f.code)))
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => break Ended::Dropped(e.to_string()),
             None => break Ended::Dropped("end of stream".into()),
         }
     };
     assert_eq!(ended, Ended::Close(Some(1013)), "closed as try-again-later");
-    assert!(slow_rev < rev, "it was dropped before the end ({slow_rev} of {rev})");
+    assert!(
+        slow_rev < rev,
+        "it was dropped before the end ({slow_rev} of {rev})"
+    );
     // It resumes with its id from the last revision it has, and gets exactly the missed ops.
     let mut slow = Client::connect(&node.url(), Some(&slow.id), "Slow").await;
     let opened = slow.open(doc, Some(slow_rev)).await;
-    let revs: Vec<u64> = opened["ops"].as_array().expect("the missed ops").iter().map(|op| op["rev"].as_u64().expect("rev")).collect();
+    let revs: Vec<u64> = opened["ops"]
+        .as_array()
+        .expect("the missed ops")
+        .iter()
+        .map(|op| op["rev"].as_u64().expect("rev"))
+        .collect();
     assert_eq!(revs, (slow_rev + 1..=rev).collect::<Vec<_>>());
     assert_eq!(opened["rev"], rev);
     let (_, text) = slow.open_snapshot(doc).await;
-    assert!(text == chunk.repeat(rev as usize), "the text is every op once");
+    assert!(
+        text == chunk.repeat(rev as usize),
+        "the text is every op once"
+    );
     eprintln!("dropped after {rev} ops of {} bytes", chunk.len());
     node.shutdown().await;
 }

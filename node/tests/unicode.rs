@@ -16,10 +16,16 @@ async fn positions_count_code_points_around_astral_characters() {
     a.open("u.txt", None).await;
     b.open("u.txt", None).await;
     assert_eq!(a.op_acked("u.txt", 0, 1, json!(["a😀b"])).await, 1);
-    assert_eq!(b.recv().await, json!({"type":"op","doc":"u.txt","rev":1,"client":a.id,"op":["a😀b"]}));
+    assert_eq!(
+        b.recv().await,
+        json!({"type":"op","doc":"u.txt","rev":1,"client":a.id,"op":["a😀b"]})
+    );
     // Position 2 is right after the emoji.
     assert_eq!(a.op_acked("u.txt", 1, 2, json!([2, "X"])).await, 2);
-    assert_eq!(b.recv().await, json!({"type":"op","doc":"u.txt","rev":2,"client":a.id,"op":[2,"X"]}));
+    assert_eq!(
+        b.recv().await,
+        json!({"type":"op","doc":"u.txt","rev":2,"client":a.id,"op":[2,"X"]})
+    );
     assert_eq!(obs.snapshot("u.txt").await, (2, "a😀Xb".to_owned()));
     // Deleting one position removes the whole emoji.
     assert_eq!(b.op_acked("u.txt", 2, 1, json!([1, -1])).await, 3);
@@ -31,11 +37,16 @@ async fn positions_count_code_points_around_astral_characters() {
     a.expect_error("invalid_op", Some("u.txt"), Some(4)).await;
     assert_eq!(a.op_acked("u.txt", 4, 4, json!([1, "x"])).await, 5);
     // A JSON surrogate-pair escape is one code point too.
-    a.send_text(r#"{"type":"op","doc":"u.txt","rev":5,"seq":5,"op":[2,"\ud83d\ude00"]}"#).await;
-    assert_eq!(a.recv_type("ack").await, json!({"type":"ack","doc":"u.txt","seq":5,"rev":6}));
+    a.send_text(r#"{"type":"op","doc":"u.txt","rev":5,"seq":5,"op":[2,"\ud83d\ude00"]}"#)
+        .await;
+    assert_eq!(
+        a.recv_type("ack").await,
+        json!({"type":"ack","doc":"u.txt","seq":5,"rev":6})
+    );
     assert_eq!(obs.snapshot("u.txt").await, (6, "𝄞x😀".to_owned()));
     // A lone surrogate is not valid JSON text.
-    a.send_text(r#"{"type":"op","doc":"u.txt","rev":6,"seq":6,"op":["\ud83d"]}"#).await;
+    a.send_text(r#"{"type":"op","doc":"u.txt","rev":6,"seq":6,"op":["\ud83d"]}"#)
+        .await;
     let error = a.recv().await;
     assert_eq!(error["type"], "error", "{error}");
     assert_eq!(error["code"], "bad_message", "{error}");
@@ -60,17 +71,28 @@ async fn a_combining_mark_is_a_position_of_its_own() {
     assert_eq!(obs.snapshot("c.txt").await, (2, "ex".to_owned()));
     // B, still at revision 1, puts a mark after the "x" (position 3 there): transformed to 2.
     b.send_op("c.txt", 1, 1, json!([3, "\u{308}"])).await;
-    assert_eq!(b.recv().await, json!({"type":"op","doc":"c.txt","rev":2,"client":a.id,"op":[1,-1]}));
-    assert_eq!(b.recv().await, json!({"type":"ack","doc":"c.txt","seq":1,"rev":3}));
-    assert_eq!(a.recv().await, json!({"type":"op","doc":"c.txt","rev":3,"client":b.id,"op":[2,"\u{308}"]}));
+    assert_eq!(
+        b.recv().await,
+        json!({"type":"op","doc":"c.txt","rev":2,"client":a.id,"op":[1,-1]})
+    );
+    assert_eq!(
+        b.recv().await,
+        json!({"type":"ack","doc":"c.txt","seq":1,"rev":3})
+    );
+    assert_eq!(
+        a.recv().await,
+        json!({"type":"op","doc":"c.txt","rev":3,"client":b.id,"op":[2,"\u{308}"]})
+    );
     assert_eq!(obs.snapshot("c.txt").await, (3, "ex\u{308}".to_owned()));
     // Cursor positions count code points too: after "x" and before its mark is position 2.
-    a.send(json!({"type":"cursor","doc":"c.txt","rev":3,"ranges":[[2,3]]})).await;
+    a.send(json!({"type":"cursor","doc":"c.txt","rev":3,"ranges":[[2,3]]}))
+        .await;
     assert_eq!(
         b.recv().await,
         json!({"type":"cursor","doc":"c.txt","client":a.id,"name":"Ada","color":TEST_COLOR,"ranges":[[2,3]]})
     );
-    a.send(json!({"type":"cursor","doc":"c.txt","rev":3,"ranges":[[4,4]]})).await;
+    a.send(json!({"type":"cursor","doc":"c.txt","rev":3,"ranges":[[4,4]]}))
+        .await;
     a.expect_error("bad_message", Some("c.txt"), None).await;
     node.shutdown().await;
 }

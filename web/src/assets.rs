@@ -41,11 +41,17 @@ pub fn handles(path: &str) -> bool {
 pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
     if !UI_BUILT {
-        return if is_page(path) { not_built_page() } else { plain(StatusCode::NOT_FOUND, "not found\n") };
+        return if is_page(path) {
+            not_built_page()
+        } else {
+            plain(StatusCode::NOT_FOUND, "not found\n")
+        };
     }
     let (asset, cache) = if is_page(path) {
         (lookup(PAGE), CACHE_PAGE)
@@ -64,16 +70,23 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Response<Full<
     } else {
         let gzip = asset.gzip.filter(|_| accepts_gzip(headers));
         let mut r = Response::new(Full::new(Bytes::from_static(gzip.unwrap_or(asset.body))));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(asset.path)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(asset.path)),
+        );
         if gzip.is_some() {
-            r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         r
     };
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::ETAG, HeaderValue::from_static(asset.etag));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if asset.gzip.is_some() {
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
@@ -107,7 +120,10 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|tag| tag.trim().trim_start_matches("W/") == etag || tag.trim() == "*"))
+        .any(|v| {
+            v.split(',')
+                .any(|tag| tag.trim().trim_start_matches("W/") == etag || tag.trim() == "*")
+        })
 }
 
 /// Content type from the file extension.
@@ -133,7 +149,10 @@ fn content_type(path: &str) -> &'static str {
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -157,7 +176,10 @@ fn not_built_page() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -200,7 +222,10 @@ mod tests {
 
     #[test]
     fn content_types_follow_extensions() {
-        assert_eq!(content_type("/assets/a-1.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("/assets/a-1.js"),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type("/assets/a-1.css"), "text/css; charset=utf-8");
         assert_eq!(content_type("/assets/codicon-1.ttf"), "font/ttf");
         assert_eq!(content_type("/index.html"), "text/html; charset=utf-8");
@@ -209,8 +234,14 @@ mod tests {
 
     #[test]
     fn gzip_is_negotiated() {
-        assert!(accepts_gzip(&headers(&[("accept-encoding", "gzip, deflate, br")])));
-        assert!(accepts_gzip(&headers(&[("accept-encoding", "br;q=1.0, gzip;q=0.8")])));
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "gzip, deflate, br"
+        )])));
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "br;q=1.0, gzip;q=0.8"
+        )])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "br")])));
         assert!(!accepts_gzip(&headers(&[])));
@@ -218,19 +249,34 @@ mod tests {
 
     #[test]
     fn etags_revalidate() {
-        assert!(etag_matches(&headers(&[("if-none-match", "\"abc\"")]), "\"abc\""));
-        assert!(etag_matches(&headers(&[("if-none-match", "W/\"abc\", \"x\"")]), "\"abc\""));
-        assert!(!etag_matches(&headers(&[("if-none-match", "\"abd\"")]), "\"abc\""));
+        assert!(etag_matches(
+            &headers(&[("if-none-match", "\"abc\"")]),
+            "\"abc\""
+        ));
+        assert!(etag_matches(
+            &headers(&[("if-none-match", "W/\"abc\", \"x\"")]),
+            "\"abc\""
+        ));
+        assert!(!etag_matches(
+            &headers(&[("if-none-match", "\"abd\"")]),
+            "\"abc\""
+        ));
     }
 
     #[test]
     fn the_page_is_served_or_explained() {
         let response = serve(&Method::GET, "/d/notes/a.md", &headers(&[]));
-        let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
         assert_eq!(content_type, Some("text/html; charset=utf-8"));
         if UI_BUILT {
             assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(response.headers().get(header::CACHE_CONTROL).unwrap(), CACHE_PAGE);
+            assert_eq!(
+                response.headers().get(header::CACHE_CONTROL).unwrap(),
+                CACHE_PAGE
+            );
         } else {
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         }
@@ -241,10 +287,21 @@ mod tests {
         let Some(asset) = UI_ASSETS.iter().find(|a| a.path.starts_with(HASHED_PREFIX)) else {
             return; // built without the bundle
         };
-        let response = serve(&Method::GET, asset.path, &headers(&[("accept-encoding", "gzip")]));
+        let response = serve(
+            &Method::GET,
+            asset.path,
+            &headers(&[("accept-encoding", "gzip")]),
+        );
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers().get(header::CACHE_CONTROL).unwrap(), CACHE_HASHED);
-        let again = serve(&Method::GET, asset.path, &headers(&[("if-none-match", asset.etag)]));
+        assert_eq!(
+            response.headers().get(header::CACHE_CONTROL).unwrap(),
+            CACHE_HASHED
+        );
+        let again = serve(
+            &Method::GET,
+            asset.path,
+            &headers(&[("if-none-match", asset.etag)]),
+        );
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
         let missing = serve(&Method::GET, "/assets/nope-123.js", &headers(&[]));
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_actors::outbound::{
-    Outbound, OutboundReceiver, Outgoing, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
+    Outbound, OutboundReceiver, Outgoing, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
 };
 use chorus_actors::protocol::decode_client;
 use chorus_actors::session::{Access, SessionArgs, SessionLimits, SessionMsg};
@@ -72,7 +73,14 @@ pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: C
         },
         access,
     };
-    let session = match ctx.sessions.call(|reply| SessionSupervisorMsg::Spawn(args, reply), Some(SPAWN_TIMEOUT)).await {
+    let session = match ctx
+        .sessions
+        .call(
+            |reply| SessionSupervisorMsg::Spawn(args, reply),
+            Some(SPAWN_TIMEOUT),
+        )
+        .await
+    {
         Ok(ractor::rpc::CallResult::Success(Ok(session))) => session,
         other => {
             tracing::error!(?other, "could not start a session");
@@ -82,7 +90,13 @@ pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: C
 
     let last_seen_ms = Arc::new(AtomicU64::new(0));
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let reader = tokio::spawn(read_loop(read, session.clone(), control_tx, last_seen_ms.clone(), ctx.clone()));
+    let reader = tokio::spawn(read_loop(
+        read,
+        session.clone(),
+        control_tx,
+        last_seen_ms.clone(),
+        ctx.clone(),
+    ));
     if let Err(e) = write_loop(write, queue, control_rx, last_seen_ms, &ctx).await {
         tracing::debug!(conn, error = %e, "connection ended with an error");
     }
@@ -154,14 +168,23 @@ async fn read_loop(
     last_seen_ms: Arc<AtomicU64>,
     ctx: Arc<WebContext>,
 ) {
-    let mut reassembly = Reassembly { opcode: None, buffer: Vec::new(), max_bytes: ctx.config.limits.max_frame_bytes };
+    let mut reassembly = Reassembly {
+        opcode: None,
+        buffer: Vec::new(),
+        max_bytes: ctx.config.limits.max_frame_bytes,
+    };
     loop {
         let obligated = control.clone();
         let frame = read
             .read_frame(&mut move |frame: Frame<'_>| {
                 let item = Control::Obligated(frame.opcode, frame.payload.to_vec());
                 let obligated = obligated.clone();
-                async move { obligated.send(item).await.map_err(|_| "connection writer is gone") }
+                async move {
+                    obligated
+                        .send(item)
+                        .await
+                        .map_err(|_| "connection writer is gone")
+                }
             })
             .await;
         last_seen_ms.store(elapsed_ms(&ctx), Ordering::Relaxed);

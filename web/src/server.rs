@@ -111,7 +111,12 @@ impl WebContext {
             if current >= max {
                 return None;
             }
-            match self.active.compare_exchange(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match self.active.compare_exchange(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return Some(ConnectionGuard(self.clone())),
                 Err(now) => current = now,
             }
@@ -162,7 +167,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<WebContext>) {
             let mut phase = ctx.phase.clone();
             let service_ctx = ctx.clone();
             let service = service_fn(move |req| route(req, service_ctx.clone()));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let conn = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
@@ -183,13 +190,17 @@ pub async fn serve(listener: TcpListener, ctx: Arc<WebContext>) {
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
-async fn route(mut req: Request<Incoming>, ctx: Arc<WebContext>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn route(
+    mut req: Request<Incoming>,
+    ctx: Arc<WebContext>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
     let response = match (req.method(), path) {
         (&Method::GET, "/livez") | (&Method::GET, "/health") => text(StatusCode::OK, "ok\n"),
@@ -214,7 +225,10 @@ fn upgrade(req: &mut Request<Incoming>, ctx: &Arc<WebContext>) -> Response<Full<
     if !fastwebsockets::upgrade::is_upgrade_request(req) {
         return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
     }
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let access = match authorize(&ctx.config.auth, header, req.uri().query()) {
         Ok(access) => access,
         Err(e) => {

@@ -139,7 +139,11 @@ impl Actor for DocumentActor {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         // A document is started for an open that is already on its way; arm the idle timer
         // anyway so that a start whose open never came does not live forever.
         arm_idle_timer(&myself, state);
@@ -153,8 +157,17 @@ impl Actor for DocumentActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DocumentMsg::Open { conn, outbound, client, name, color, since } => {
-                state.core.open(conn, (conn, outbound), client, name, color, since);
+            DocumentMsg::Open {
+                conn,
+                outbound,
+                client,
+                name,
+                color,
+                since,
+            } => {
+                state
+                    .core
+                    .open(conn, (conn, outbound), client, name, color, since);
             }
             DocumentMsg::Close { conn } => {
                 state.core.close(conn);
@@ -167,7 +180,9 @@ impl Actor for DocumentActor {
                 fault_hook(&op);
                 if state.releasing {
                     let message = "the document is moving to another node; resubmit the same op";
-                    state.core.refuse(conn, ErrorCode::Unavailable, message, Some(seq));
+                    state
+                        .core
+                        .refuse(conn, ErrorCode::Unavailable, message, Some(seq));
                 } else {
                     state.core.submit(conn, seq, rev, op);
                 }
@@ -182,8 +197,13 @@ impl Actor for DocumentActor {
                     let doc = state.core.doc().clone();
                     let opens_seen = state.core.opens_seen();
                     // The supervisor decides (it alone forwards opens), then stops us.
-                    let _ = state.supervisor.cast(SupervisorMsg::Idle { doc, actor: myself.get_id(), opens_seen });
-                } else if generation == state.idle_generation && state.core.subscriber_count() == 0 {
+                    let _ = state.supervisor.cast(SupervisorMsg::Idle {
+                        doc,
+                        actor: myself.get_id(),
+                        opens_seen,
+                    });
+                } else if generation == state.idle_generation && state.core.subscriber_count() == 0
+                {
                     // Still writing: look again later.
                     arm_idle_timer(&myself, state);
                 }
@@ -208,7 +228,9 @@ impl Actor for DocumentActor {
 fn arm_idle_timer(myself: &ActorRef<DocumentMsg>, state: &mut DocumentState) {
     state.idle_generation += 1;
     let generation = state.idle_generation;
-    myself.send_after(state.idle_timeout, move || DocumentMsg::IdleCheck { generation });
+    myself.send_after(state.idle_timeout, move || DocumentMsg::IdleCheck {
+        generation,
+    });
 }
 
 /// Drains the core's outputs in a fixed order: start the next store job, then deliver frames.
@@ -232,7 +254,10 @@ fn drive(myself: &ActorRef<DocumentMsg>, state: &mut DocumentState) {
     let mut overflowed: Vec<ConnId> = Vec::new();
     while let Some(output) = state.core.poll_output() {
         match output {
-            Output::Send { to: (conn, outbound), frame } => {
+            Output::Send {
+                to: (conn, outbound),
+                frame,
+            } => {
                 if !outbound.push(frame) {
                     overflowed.push(conn);
                 }
@@ -286,7 +311,11 @@ pub const PANIC_MARKER: &str = "\u{1F4A5}chorus-test-panic\u{1F4A5}";
 #[cfg(feature = "fault-injection")]
 fn fault_hook(op: &RawOp) {
     use crate::ot::RawComponent;
-    if op.0.iter().any(|c| matches!(c, RawComponent::Insert(s) if s.contains(PANIC_MARKER))) {
+    if op
+        .0
+        .iter()
+        .any(|c| matches!(c, RawComponent::Insert(s) if s.contains(PANIC_MARKER)))
+    {
         panic!("fault injection: document actor panics on request");
     }
 }

@@ -145,14 +145,29 @@ pub struct DocumentCore<S> {
 
 impl<S: Clone> DocumentCore<S> {
     /// Rebuilds a document from what its store holds.
-    pub fn load(doc: DocId, stored: StoredDocument, settings: CoreSettings) -> Result<Self, StoreError> {
-        let corrupt = |detail: String| StoreError::Corrupt { doc: doc.clone(), detail };
+    pub fn load(
+        doc: DocId,
+        stored: StoredDocument,
+        settings: CoreSettings,
+    ) -> Result<Self, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            doc: doc.clone(),
+            detail,
+        };
         let (text, mut rev, mut clients) = match stored.snapshot {
             Some(s) => {
                 let clients = s
                     .clients
                     .into_iter()
-                    .map(|c| (c.client, Seen { seq: c.seq, rev: c.rev }))
+                    .map(|c| {
+                        (
+                            c.client,
+                            Seen {
+                                seq: c.seq,
+                                rev: c.rev,
+                            },
+                        )
+                    })
                     .collect::<HashMap<_, _>>();
                 (Rope::from_str(&s.text), s.rev, clients)
             }
@@ -163,14 +178,22 @@ impl<S: Clone> DocumentCore<S> {
         let logged = stored.log.len();
         for record in stored.log {
             if record.rev != rev + 1 {
-                return Err(corrupt(format!("log jumps from revision {rev} to {}", record.rev)));
+                return Err(corrupt(format!(
+                    "log jumps from revision {rev} to {}",
+                    record.rev
+                )));
             }
-            record
-                .op
-                .apply(&mut text)
-                .map_err(|e| corrupt(format!("op at revision {} does not apply: {e}", record.rev)))?;
+            record.op.apply(&mut text).map_err(|e| {
+                corrupt(format!("op at revision {} does not apply: {e}", record.rev))
+            })?;
             rev = record.rev;
-            clients.insert(record.client.clone(), Seen { seq: record.seq, rev });
+            clients.insert(
+                record.client.clone(),
+                Seen {
+                    seq: record.seq,
+                    rev,
+                },
+            );
             history.push_back(Entry { record });
             if history.len() > settings.history_ops {
                 history.pop_front();
@@ -266,9 +289,16 @@ impl<S: Clone> DocumentCore<S> {
         self.opens_seen += 1;
         let ranges = self.subscribers.remove(&conn).and_then(|s| s.ranges);
         let frame = self.opened_frame(since);
-        self.outputs.push_back(Output::Send { to: handle.clone(), frame });
+        self.outputs.push_back(Output::Send {
+            to: handle.clone(),
+            frame,
+        });
         // Per other client: not the cursor of this client's own older connection.
-        for (other, sub) in self.subscribers.iter().filter(|(_, sub)| sub.client != client) {
+        for (other, sub) in self
+            .subscribers
+            .iter()
+            .filter(|(_, sub)| sub.client != client)
+        {
             if let Some(r) = &sub.ranges {
                 debug_assert_ne!(*other, conn);
                 let frame = ServerMsg::Cursor {
@@ -279,10 +309,22 @@ impl<S: Clone> DocumentCore<S> {
                     ranges: r,
                 }
                 .encode();
-                self.outputs.push_back(Output::Send { to: handle.clone(), frame });
+                self.outputs.push_back(Output::Send {
+                    to: handle.clone(),
+                    frame,
+                });
             }
         }
-        self.subscribers.insert(conn, Subscriber { handle, client, name, color, ranges });
+        self.subscribers.insert(
+            conn,
+            Subscriber {
+                handle,
+                client,
+                name,
+                color,
+                ranges,
+            },
+        );
     }
 
     fn opened_frame(&self, since: Option<u64>) -> Frame {
@@ -293,13 +335,29 @@ impl<S: Clone> DocumentCore<S> {
                     .history
                     .iter()
                     .filter(|e| e.record.rev > since && e.record.rev <= self.durable_rev)
-                    .map(|e| RevOp { rev: e.record.rev, client: e.record.client.as_str(), op: &e.record.op })
+                    .map(|e| RevOp {
+                        rev: e.record.rev,
+                        client: e.record.client.as_str(),
+                        op: &e.record.op,
+                    })
                     .collect();
-                return ServerMsg::OpenedOps { doc, rev: self.durable_rev, ops: &ops, lang: self.lang }.encode();
+                return ServerMsg::OpenedOps {
+                    doc,
+                    rev: self.durable_rev,
+                    ops: &ops,
+                    lang: self.lang,
+                }
+                .encode();
             }
         }
         let text = self.text.to_string();
-        ServerMsg::OpenedSnapshot { doc, rev: self.durable_rev, text: &text, lang: self.lang }.encode()
+        ServerMsg::OpenedSnapshot {
+            doc,
+            rev: self.durable_rev,
+            text: &text,
+            lang: self.lang,
+        }
+        .encode()
     }
 
     /// Revision of the oldest op in the history (`rev + 1` when the history is empty).
@@ -325,11 +383,20 @@ impl<S: Clone> DocumentCore<S> {
 
     /// A connection stops following the document; the others are told it left.
     pub fn close(&mut self, conn: ConnId) {
-        let Some(sub) = self.subscribers.remove(&conn) else { return };
+        let Some(sub) = self.subscribers.remove(&conn) else {
+            return;
+        };
         let still_here = self.subscribers.values().any(|s| s.client == sub.client);
         if !still_here && !self.subscribers.is_empty() {
-            let frame = ServerMsg::Left { doc: self.doc.as_str(), client: sub.client.as_str() }.encode();
-            self.outputs.push_back(Output::Broadcast { except: Some(conn), frame });
+            let frame = ServerMsg::Left {
+                doc: self.doc.as_str(),
+                client: sub.client.as_str(),
+            }
+            .encode();
+            self.outputs.push_back(Output::Broadcast {
+                except: Some(conn),
+                frame,
+            });
         }
     }
 
@@ -342,13 +409,18 @@ impl<S: Clone> DocumentCore<S> {
     fn reply_error(&mut self, conn: ConnId, code: ErrorCode, message: &str, seq: Option<u64>) {
         if let Some(sub) = self.subscribers.get(&conn) {
             let frame = error_frame(code, message, Some(self.doc.as_str()), seq);
-            self.outputs.push_back(Output::Send { to: sub.handle.clone(), frame });
+            self.outputs.push_back(Output::Send {
+                to: sub.handle.clone(),
+                frame,
+            });
         }
     }
 
     /// An op from a subscribed connection, written against `base_rev`.
     pub fn submit(&mut self, conn: ConnId, seq: u64, base_rev: u64, raw: RawOp) {
-        let Some(sub) = self.subscribers.get(&conn) else { return };
+        let Some(sub) = self.subscribers.get(&conn) else {
+            return;
+        };
         let client = sub.client.clone();
         let last = self.clients.get(&client).copied();
         let last_seq = last.map_or(0, |s| s.seq);
@@ -359,7 +431,9 @@ impl<S: Clone> DocumentCore<S> {
             // Already applied: acknowledge with the revision it first became.
             let rev = match last {
                 Some(s) if s.seq == seq => s.rev,
-                _ => self.find_rev(&client, seq).unwrap_or(last.map_or(0, |s| s.rev)),
+                _ => self
+                    .find_rev(&client, seq)
+                    .unwrap_or(last.map_or(0, |s| s.rev)),
             };
             // Not durable yet: every connection of this client gets the ack once it is.
             if rev <= self.durable_rev {
@@ -368,14 +442,22 @@ impl<S: Clone> DocumentCore<S> {
             return;
         }
         if seq != last_seq + 1 {
-            let message = format!("seq {seq} skips numbers: the next seq for this document is {}", last_seq + 1);
+            let message = format!(
+                "seq {seq} skips numbers: the next seq for this document is {}",
+                last_seq + 1
+            );
             return self.reply_error(conn, ErrorCode::BadMessage, &message, Some(seq));
         }
         if base_rev > self.durable_rev {
-            let message = format!("base revision {base_rev} is newer than the document's revision {}", self.durable_rev);
+            let message = format!(
+                "base revision {base_rev} is newer than the document's revision {}",
+                self.durable_rev
+            );
             return self.reply_error(conn, ErrorCode::InvalidOp, &message, Some(seq));
         }
-        let Some(base_len) = (base_rev + 1 >= self.first_history_rev()).then(|| self.len_at(base_rev)).flatten()
+        let Some(base_len) = (base_rev + 1 >= self.first_history_rev())
+            .then(|| self.len_at(base_rev))
+            .flatten()
         else {
             let message = format!(
                 "base revision {base_rev} is older than the history kept (from revision {})",
@@ -393,19 +475,28 @@ impl<S: Clone> DocumentCore<S> {
         }
         let mut op = match Op::from_raw(raw, base_len) {
             Ok(op) => op,
-            Err(e) => return self.reply_error(conn, ErrorCode::InvalidOp, &e.to_string(), Some(seq)),
+            Err(e) => {
+                return self.reply_error(conn, ErrorCode::InvalidOp, &e.to_string(), Some(seq))
+            }
         };
         for rev in base_rev + 1..=self.rev {
             let rebased = match self.entry(rev) {
                 Some(e) => op.transform_over(&e.record.op),
                 None => {
                     debug_assert!(false, "history must hold every revision after the base");
-                    return self.reply_error(conn, ErrorCode::StaleRev, "history no longer holds the base", Some(seq));
+                    return self.reply_error(
+                        conn,
+                        ErrorCode::StaleRev,
+                        "history no longer holds the base",
+                        Some(seq),
+                    );
                 }
             };
             op = match rebased {
                 Ok(op) => op,
-                Err(e) => return self.reply_error(conn, ErrorCode::InvalidOp, &e.to_string(), Some(seq)),
+                Err(e) => {
+                    return self.reply_error(conn, ErrorCode::InvalidOp, &e.to_string(), Some(seq))
+                }
             };
         }
         debug_assert_eq!(op.base_len(), self.len);
@@ -419,8 +510,16 @@ impl<S: Clone> DocumentCore<S> {
         }
         self.rev += 1;
         self.len = op.target_len();
-        self.clients.insert(client.clone(), Seen { seq, rev: self.rev });
-        self.history.push_back(Entry { record: LogRecord { rev: self.rev, client, seq, op } });
+        self.clients
+            .insert(client.clone(), Seen { seq, rev: self.rev });
+        self.history.push_back(Entry {
+            record: LogRecord {
+                rev: self.rev,
+                client,
+                seq,
+                op,
+            },
+        });
         self.bound_dedup_tables();
     }
 
@@ -434,8 +533,16 @@ impl<S: Clone> DocumentCore<S> {
 
     fn ack(&mut self, conn: ConnId, seq: u64, rev: u64) {
         if let Some(sub) = self.subscribers.get(&conn) {
-            let frame = ServerMsg::Ack { doc: self.doc.as_str(), seq, rev }.encode();
-            self.outputs.push_back(Output::Send { to: sub.handle.clone(), frame });
+            let frame = ServerMsg::Ack {
+                doc: self.doc.as_str(),
+                seq,
+                rev,
+            }
+            .encode();
+            self.outputs.push_back(Output::Send {
+                to: sub.handle.clone(),
+                frame,
+            });
         }
     }
 
@@ -449,7 +556,10 @@ impl<S: Clone> DocumentCore<S> {
             return self.reply_error(conn, ErrorCode::BadMessage, &message, None);
         }
         if rev > self.durable_rev {
-            let message = format!("cursor revision {rev} is newer than the document's revision {}", self.durable_rev);
+            let message = format!(
+                "cursor revision {rev} is newer than the document's revision {}",
+                self.durable_rev
+            );
             return self.reply_error(conn, ErrorCode::BadMessage, &message, None);
         }
         let len = if rev == self.durable_rev {
@@ -470,7 +580,9 @@ impl<S: Clone> DocumentCore<S> {
         {
             Some(r) if r.iter().all(|&(a, h)| a <= len && h <= len) => r,
             _ => {
-                let message = format!("cursor position past the end of the document (length {len} at revision {rev})");
+                let message = format!(
+                    "cursor position past the end of the document (length {len} at revision {rev})"
+                );
                 return self.reply_error(conn, ErrorCode::BadMessage, &message, None);
             }
         };
@@ -481,7 +593,9 @@ impl<S: Clone> DocumentCore<S> {
                 }
             }
         }
-        let Some(sub) = self.subscribers.get_mut(&conn) else { return };
+        let Some(sub) = self.subscribers.get_mut(&conn) else {
+            return;
+        };
         let frame = ServerMsg::Cursor {
             doc: self.doc.as_str(),
             client: sub.client.as_str(),
@@ -491,7 +605,10 @@ impl<S: Clone> DocumentCore<S> {
         }
         .encode();
         sub.ranges = Some(ranges);
-        self.outputs.push_back(Output::Broadcast { except: Some(conn), frame });
+        self.outputs.push_back(Output::Broadcast {
+            except: Some(conn),
+            frame,
+        });
     }
 
     /// The next store write, if none is in flight and there is something to write.
@@ -500,14 +617,24 @@ impl<S: Clone> DocumentCore<S> {
             return None;
         }
         if self.logged_since_snapshot >= self.settings.compact_every_ops {
-            self.job = Some(Job::Compact { rev: self.durable_rev });
+            self.job = Some(Job::Compact {
+                rev: self.durable_rev,
+            });
             let mut clients: Vec<ClientSeq> = self
                 .durable_clients
                 .iter()
-                .map(|(client, s)| ClientSeq { client: client.clone(), seq: s.seq, rev: s.rev })
+                .map(|(client, s)| ClientSeq {
+                    client: client.clone(),
+                    seq: s.seq,
+                    rev: s.rev,
+                })
                 .collect();
             clients.sort_by(|a, b| a.client.cmp(&b.client));
-            return Some(StoreJob::Compact(Snapshot { rev: self.durable_rev, text: self.text.to_string(), clients }));
+            return Some(StoreJob::Compact(Snapshot {
+                rev: self.durable_rev,
+                text: self.text.to_string(),
+                clients,
+            }));
         }
         let pending = (self.rev - self.durable_rev) as usize;
         if pending == 0 {
@@ -548,7 +675,10 @@ impl<S: Clone> DocumentCore<S> {
                     self.make_durable(up_to);
                     Ok(())
                 }
-                Err(e) => Err(StoreFailed { doc: self.doc.clone(), detail: e.to_string() }),
+                Err(e) => Err(StoreFailed {
+                    doc: self.doc.clone(),
+                    detail: e.to_string(),
+                }),
             },
         }
     }
@@ -556,7 +686,10 @@ impl<S: Clone> DocumentCore<S> {
     fn make_durable(&mut self, up_to: u64) {
         let first = self.durable_rev + 1;
         for rev in first..=up_to {
-            let Some(index) = self.entry(rev).map(|e| e.record.rev - self.history[0].record.rev) else {
+            let Some(index) = self
+                .entry(rev)
+                .map(|e| e.record.rev - self.history[0].record.rev)
+            else {
                 debug_assert!(false, "undurable entries are never trimmed");
                 continue;
             };
@@ -573,36 +706,76 @@ impl<S: Clone> DocumentCore<S> {
                 }
             }
             let record = &entry.record;
-            self.durable_clients.insert(record.client.clone(), Seen { seq: record.seq, rev });
+            self.durable_clients.insert(
+                record.client.clone(),
+                Seen {
+                    seq: record.seq,
+                    rev,
+                },
+            );
             let doc = self.doc.as_str();
             // The author's client gets the ack, every other client the op (PROTOCOL "Edits"), on
             // every connection it has the document open on: after a reconnect the client may not
             // have resubmitted from the new one yet, and the old one may not be closed yet. Sent
             // its own op instead, a client would apply it a second time.
-            let own: Vec<ConnId> =
-                self.subscribers.iter().filter(|(_, s)| s.client == record.client).map(|(conn, _)| *conn).collect();
+            let own: Vec<ConnId> = self
+                .subscribers
+                .iter()
+                .filter(|(_, s)| s.client == record.client)
+                .map(|(conn, _)| *conn)
+                .collect();
             if !own.is_empty() {
-                let frame = ServerMsg::Ack { doc, seq: record.seq, rev }.encode();
+                let frame = ServerMsg::Ack {
+                    doc,
+                    seq: record.seq,
+                    rev,
+                }
+                .encode();
                 for sub in own.iter().filter_map(|conn| self.subscribers.get(conn)) {
-                    self.outputs.push_back(Output::Send { to: sub.handle.clone(), frame: frame.clone() });
+                    self.outputs.push_back(Output::Send {
+                        to: sub.handle.clone(),
+                        frame: frame.clone(),
+                    });
                 }
             }
             if self.subscribers.len() > own.len() {
-                let frame = ServerMsg::Op { doc, rev, client: record.client.as_str(), op: &record.op }.encode();
+                let frame = ServerMsg::Op {
+                    doc,
+                    rev,
+                    client: record.client.as_str(),
+                    op: &record.op,
+                }
+                .encode();
                 if own.len() <= 1 {
-                    self.outputs.push_back(Output::Broadcast { except: own.first().copied(), frame });
+                    self.outputs.push_back(Output::Broadcast {
+                        except: own.first().copied(),
+                        frame,
+                    });
                 } else {
-                    for sub in self.subscribers.values().filter(|s| s.client != record.client) {
-                        self.outputs.push_back(Output::Send { to: sub.handle.clone(), frame: frame.clone() });
+                    for sub in self
+                        .subscribers
+                        .values()
+                        .filter(|s| s.client != record.client)
+                    {
+                        self.outputs.push_back(Output::Send {
+                            to: sub.handle.clone(),
+                            frame: frame.clone(),
+                        });
                     }
                 }
             }
         }
         self.logged_since_snapshot += (up_to + 1 - first) as usize;
         self.durable_rev = up_to;
-        debug_assert_eq!(self.text.len_chars(), self.len_at(self.durable_rev).unwrap_or(usize::MAX));
+        debug_assert_eq!(
+            self.text.len_chars(),
+            self.len_at(self.durable_rev).unwrap_or(usize::MAX)
+        );
         while self.history.len() > self.settings.history_ops
-            && self.history.front().is_some_and(|e| e.record.rev <= self.durable_rev)
+            && self
+                .history
+                .front()
+                .is_some_and(|e| e.record.rev <= self.durable_rev)
         {
             self.history.pop_front();
         }

@@ -10,7 +10,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 
 use super::actor::{DocumentActor, DocumentArgs, DocumentMsg};
 use super::core::{ConnId, CoreSettings};
@@ -150,7 +152,11 @@ impl Actor for DocumentSupervisor {
     type State = DocumentSupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: SupervisorArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(DocumentSupervisorState {
             args,
             docs: HashMap::new(),
@@ -160,9 +166,19 @@ impl Actor for DocumentSupervisor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Open { doc, subscription, since, reply } => {
+            SupervisorMsg::Open {
+                doc,
+                subscription,
+                since,
+                reply,
+            } => {
                 let result = state.open(&myself, doc, subscription, since).await;
                 let _ = reply.send(result);
             }
@@ -179,9 +195,15 @@ impl Actor for DocumentSupervisor {
                     }
                 }
             }
-            SupervisorMsg::Idle { doc, actor, opens_seen } => {
+            SupervisorMsg::Idle {
+                doc,
+                actor,
+                opens_seen,
+            } => {
                 let stop = state.docs.get(&doc).is_some_and(|e| {
-                    e.actor.get_id() == actor && e.opens_forwarded == opens_seen && e.subscriptions.is_empty()
+                    e.actor.get_id() == actor
+                        && e.opens_forwarded == opens_seen
+                        && e.subscriptions.is_empty()
                 });
                 if stop {
                     if let Some(entry) = state.docs.remove(&doc) {
@@ -228,7 +250,10 @@ impl Actor for DocumentSupervisor {
                 });
             }
             SupervisorMsg::Stats(reply) => {
-                let _ = reply.send(SupervisorStats { documents: state.docs.len(), restarts: state.restarts });
+                let _ = reply.send(SupervisorStats {
+                    documents: state.docs.len(),
+                    restarts: state.restarts,
+                });
             }
         }
         Ok(())
@@ -262,13 +287,18 @@ impl Actor for DocumentSupervisor {
 
 /// Finds a store's `OwnedElsewhere` refusal inside a failed start.
 fn owned_elsewhere(error: &ractor::SpawnErr) -> Option<OpenRefused> {
-    let ractor::SpawnErr::StartupFailed(inner) = error else { return None };
+    let ractor::SpawnErr::StartupFailed(inner) = error else {
+        return None;
+    };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
     while let Some(e) = source {
         if let Some(crate::store::StoreError::OwnedElsewhere { node, incarnation }) =
             e.downcast_ref::<crate::store::StoreError>()
         {
-            return Some(OpenRefused::OwnedElsewhere { node: node.clone(), incarnation: incarnation.clone() });
+            return Some(OpenRefused::OwnedElsewhere {
+                node: node.clone(),
+                incarnation: incarnation.clone(),
+            });
         }
         source = e.source();
     }
@@ -276,7 +306,9 @@ fn owned_elsewhere(error: &ractor::SpawnErr) -> Option<OpenRefused> {
 }
 
 /// Awaits every future (a tiny join_all, to avoid a dependency for one call site).
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futures: impl Iterator<Item = F>) {
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     for h in handles {
         let _ = h.await;
@@ -306,7 +338,9 @@ impl DocumentSupervisorState {
                     return Err(refused);
                 }
                 tracing::error!(%doc, error = %e, "document failed to start");
-                Err(OpenRefused::Unavailable(format!("the document could not be loaded: {e}")))
+                Err(OpenRefused::Unavailable(format!(
+                    "the document could not be loaded: {e}"
+                )))
             }
         }
     }
@@ -320,7 +354,9 @@ impl DocumentSupervisorState {
     ) -> Result<ActorRef<DocumentMsg>, OpenRefused> {
         if let Some(until) = self.failed.get(&doc) {
             if Instant::now() < *until {
-                return Err(OpenRefused::Unavailable("the document keeps failing; try again later".into()));
+                return Err(OpenRefused::Unavailable(
+                    "the document keeps failing; try again later".into(),
+                ));
             }
             self.failed.remove(&doc);
         }
@@ -328,7 +364,12 @@ impl DocumentSupervisorState {
             let actor = self.spawn_document(myself, &doc).await?;
             self.docs.insert(
                 doc.clone(),
-                Entry { actor, subscriptions: HashMap::new(), opens_forwarded: 0, restarts: VecDeque::new() },
+                Entry {
+                    actor,
+                    subscriptions: HashMap::new(),
+                    opens_forwarded: 0,
+                    restarts: VecDeque::new(),
+                },
             );
         }
         let Some(entry) = self.docs.get_mut(&doc) else {
@@ -352,14 +393,25 @@ impl DocumentSupervisorState {
     }
 
     async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, cell: &ActorCell, error: &str) {
-        let Some(doc) = self.by_actor.remove(&cell.get_id()) else { return };
-        let Some(mut entry) = self.docs.remove(&doc) else { return };
+        let Some(doc) = self.by_actor.remove(&cell.get_id()) else {
+            return;
+        };
+        let Some(mut entry) = self.docs.remove(&doc) else {
+            return;
+        };
         tracing::error!(%doc, %error, "document actor failed");
         let now = Instant::now();
-        while entry.restarts.front().is_some_and(|t| now.duration_since(*t) > self.args.restart_window) {
+        while entry
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.args.restart_window)
+        {
             entry.restarts.pop_front();
         }
-        let give_up = |reason: String, entry: Entry, failed: &mut HashMap<DocId, Instant>, window: Duration| {
+        let give_up = |reason: String,
+                       entry: Entry,
+                       failed: &mut HashMap<DocId, Instant>,
+                       window: Duration| {
             failed.insert(doc.clone(), now + window);
             for s in entry.subscriptions.values() {
                 s.events.lost(&doc, &reason);
@@ -368,7 +420,12 @@ impl DocumentSupervisorState {
         if entry.restarts.len() >= self.args.max_restarts as usize {
             tracing::error!(%doc, restarts = entry.restarts.len(), "restart intensity exceeded; document given up for the window");
             let window = self.args.restart_window;
-            give_up("the document failed repeatedly".into(), entry, &mut self.failed, window);
+            give_up(
+                "the document failed repeatedly".into(),
+                entry,
+                &mut self.failed,
+                window,
+            );
             return;
         }
         entry.restarts.push_back(now);

@@ -102,7 +102,10 @@ pub enum StoreError {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Opens `doc` (creating nothing on disk until the first append) and loads what is stored.
-    async fn open(&self, doc: &DocId) -> Result<(Box<dyn DocumentStore>, StoredDocument), StoreError>;
+    async fn open(
+        &self,
+        doc: &DocId,
+    ) -> Result<(Box<dyn DocumentStore>, StoredDocument), StoreError>;
 }
 
 /// One document's durable state, owned by its document actor.

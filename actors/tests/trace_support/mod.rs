@@ -7,7 +7,11 @@
 //! - [`replay_sequential`]: each patch becomes one op at the current revision; the store job is
 //!   completed at once (a no-op store).
 //! - [`simulate_concurrent`]: the 2–3 agents of a concurrent trace as OT clients of one
-//!   `DocumentCore`; records the server's inputs as a [`Script`].
+//!   `DocumentCore` (one op in flight, later edits buffered, broadcasts and acks in order),
+//!   after `plan` has searched for a server order and op boundaries under which every agent
+//!   makes each transaction having seen exactly what the trace says (or, where strict OT
+//!   cannot, a few broadcasts early, its transactions rebased over them); records the server's
+//!   inputs as a [`Script`].
 //! - [`run_script`]: feeds a recorded [`Script`] to a fresh core (the server path alone).
 
 #![allow(dead_code)] // Each including crate uses a different part.
@@ -114,7 +118,11 @@ fn read_raw(path: &Path) -> Result<RawTrace, String> {
 pub fn load_sequential(path: &Path) -> Result<SequentialTrace, String> {
     let raw = read_raw(path)?;
     let patches = raw.txns.into_iter().flat_map(|t| t.patches).collect();
-    Ok(SequentialTrace { start: raw.start_content, end: raw.end_content, patches })
+    Ok(SequentialTrace {
+        start: raw.start_content,
+        end: raw.end_content,
+        patches,
+    })
 }
 
 /// Reads a concurrent trace and checks its shape (parents before children, each agent's
@@ -127,15 +135,27 @@ pub fn load_concurrent(path: &Path) -> Result<ConcurrentTrace, String> {
     let mut txns = Vec::with_capacity(raw.txns.len());
     for (index, t) in raw.txns.into_iter().enumerate() {
         let (Some(agent), Some(parents)) = (t.agent, t.parents) else {
-            return Err(format!("txn {index} has no agent or parents: not a concurrent trace"));
+            return Err(format!(
+                "txn {index} has no agent or parents: not a concurrent trace"
+            ));
         };
         if let Some(p) = parents.iter().find(|&&p| p >= index) {
-            return Err(format!("txn {index} has parent {p}, which does not come before it"));
+            return Err(format!(
+                "txn {index} has parent {p}, which does not come before it"
+            ));
         }
-        txns.push(Txn { agent, parents, patches: t.patches });
+        txns.push(Txn {
+            agent,
+            parents,
+            patches: t.patches,
+        });
     }
     let agents = txns.iter().map(|t| t.agent + 1).max().unwrap_or(0);
-    Ok(ConcurrentTrace { end: raw.end_content, txns, agents })
+    Ok(ConcurrentTrace {
+        end: raw.end_content,
+        txns,
+        agents,
+    })
 }
 
 /// The op of one patch on a document of `len` code points.
@@ -188,7 +208,8 @@ pub fn op_raw(op: &Op) -> RawOp {
 /// A fresh, empty document core for a replay, with the node's default settings.
 pub fn new_core() -> DocumentCore<u32> {
     let doc = DocId::parse("traces/replay.txt").expect("valid id");
-    DocumentCore::load(doc, StoredDocument::default(), CoreSettings::default()).expect("empty document loads")
+    DocumentCore::load(doc, StoredDocument::default(), CoreSettings::default())
+        .expect("empty document loads")
 }
 
 /// Completes every store job the core has with a no-op store (everything is durable at once).
@@ -222,9 +243,17 @@ pub struct SequentialOutcome {
 
 /// Replays a sequential trace: each patch is one op based on the current revision, made durable
 /// at once. Returns the core (its text must equal `trace.end`).
-pub fn replay_sequential(trace: &SequentialTrace, raws: Vec<RawOp>) -> (DocumentCore<u32>, SequentialOutcome) {
+pub fn replay_sequential(
+    trace: &SequentialTrace,
+    raws: Vec<RawOp>,
+) -> (DocumentCore<u32>, SequentialOutcome) {
     let mut core = new_core();
-    let mut outcome = SequentialOutcome { ops: 0, acks: 0, errors: 0, first_error: None };
+    let mut outcome = SequentialOutcome {
+        ops: 0,
+        acks: 0,
+        errors: 0,
+        first_error: None,
+    };
     let client = ClientId::generate();
     let name: Arc<str> = Arc::from("seph");
     let color: Arc<str> = Arc::from("#e06c75");
@@ -255,7 +284,12 @@ pub fn replay_sequential(trace: &SequentialTrace, raws: Vec<RawOp>) -> (Document
 
 /// The raw ops of a sequential trace, one per patch that changes something.
 pub fn sequential_raws(trace: &SequentialTrace) -> Vec<RawOp> {
-    trace.patches.iter().filter(|p| p.1 > 0 || !p.2.is_empty()).map(patch_raw).collect()
+    trace
+        .patches
+        .iter()
+        .filter(|p| p.1 > 0 || !p.2.is_empty())
+        .map(patch_raw)
+        .collect()
 }
 
 /// One input of the server path: an op from connection `conn`.
@@ -330,16 +364,28 @@ struct Planned {
 /// transaction stopped seeing that agent's work. The plan is a greedy merge: the next op is one
 /// that arrives nowhere later than any other agent's next op could; its ack arrives as early as
 /// the receiving agent's clock allows.
-fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) -> Result<Vec<Planned>, String> {
+fn plan(
+    trace: &ConcurrentTrace,
+    versions: &[Version],
+    by_agent: &[Vec<usize>],
+) -> Result<Vec<Planned>, String> {
     let n = trace.agents;
     let made: Vec<u32> = by_agent.iter().map(|txns| txns.len() as u32).collect();
     // For each (seer b, author c): c's transaction count in each of b's versions, in b's order.
-    let seen_by: Vec<Vec<Vec<u32>>> =
-        (0..n).map(|b| (0..n).map(|c| by_agent[b].iter().map(|&j| versions[j][c]).collect()).collect()).collect();
+    let seen_by: Vec<Vec<Vec<u32>>> = (0..n)
+        .map(|b| {
+            (0..n)
+                .map(|c| by_agent[b].iter().map(|&j| versions[j][c]).collect())
+                .collect()
+        })
+        .collect();
     // Where each agent's ops must end: every count another agent's transaction saw, and the last.
     let mut must_end: Vec<Vec<u32>> = Vec::with_capacity(n);
     for c in 0..n {
-        let mut ends: Vec<u32> = (0..n).filter(|&b| b != c).flat_map(|b| seen_by[b][c].iter().copied()).collect();
+        let mut ends: Vec<u32> = (0..n)
+            .filter(|&b| b != c)
+            .flat_map(|b| seen_by[b][c].iter().copied())
+            .collect();
         ends.push(made[c]);
         ends.retain(|&e| e > 0);
         ends.sort_unstable();
@@ -349,13 +395,19 @@ fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) 
     // The first count after `end` where an op of c must end (END after the last).
     let next_must = |c: usize, end: u32| -> u32 {
         let ends = &must_end[c];
-        ends.get(ends.partition_point(|&e| e <= end)).copied().unwrap_or(END)
+        ends.get(ends.partition_point(|&e| e <= end))
+            .copied()
+            .unwrap_or(END)
     };
     // When agent b sees c's op ending at `end`: before its first transaction whose version has it.
     let arrival = |b: usize, c: usize, end: u32| -> u32 {
         let counts = &seen_by[b][c];
         let index = counts.partition_point(|&count| count < end);
-        if index == counts.len() { END } else { index as u32 }
+        if index == counts.len() {
+            END
+        } else {
+            index as u32
+        }
     };
     // Where agent e's next op ends if it is placed after something that reaches e at `arrives_e`:
     // its ack comes as late as possible, so everything typed until then is in the next op.
@@ -366,22 +418,25 @@ fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) 
         }
         Some(match state.waiting[e] {
             None => sent + 1,
-            Some((_, _, first_after)) => first_after.min(arrives_e).clamp(sent + 1, next_must(e, sent)),
+            Some((_, _, first_after)) => first_after
+                .min(arrives_e)
+                .clamp(sent + 1, next_must(e, sent)),
         })
     };
     // Every op that may be sent next, best first: (author, end, arrival at each agent).
-    let candidates = |state: &PlanState| -> Vec<(usize, u32, Vec<u32>, Vec<u32>)> {
-        let mut found: Vec<((u64, u64, u64), (usize, u32, Vec<u32>, Vec<u32>))> = Vec::new();
+    let candidates = |state: &PlanState| -> Vec<Candidate> {
+        let mut found: Vec<((u64, u64, u64), Candidate)> = Vec::new();
         'candidates: for c in 0..n {
-            let Some(end) = next_end(c, state, END) else { continue };
+            let Some(end) = next_end(c, state, END) else {
+                continue;
+            };
             let ack_lo = end.max(state.clock[c]);
             if end < made[c] && ack_lo > next_must(c, end) {
-                if std::env::var_os("CHORUS_PLAN_DEBUG2").is_some() {
-                    eprintln!("  reject agent {c} end {end}: ack {ack_lo} after next must {}", next_must(c, end));
-                }
                 continue;
             }
-            let exact: Vec<u32> = (0..n).map(|b| if b == c { ack_lo } else { arrival(b, c, end) }).collect();
+            let exact: Vec<u32> = (0..n)
+                .map(|b| if b == c { ack_lo } else { arrival(b, c, end) })
+                .collect();
             // Where the trace cannot be followed exactly (strict OT with one op in flight orders
             // some concurrent ops differently than the trace's agents saw them), an agent may
             // receive an op a few transactions early and rebase its next transactions over it.
@@ -389,9 +444,15 @@ fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) 
             for _ in 0..n {
                 for b in (0..n).filter(|&b| b != c) {
                     for e in (0..n).filter(|&e| e != c) {
-                        let Some(other_end) = next_end(e, state, arrives[e]) else { continue };
+                        let Some(other_end) = next_end(e, state, arrives[e]) else {
+                            continue;
+                        };
                         let theirs = if b == e {
-                            if other_end < made[e] { next_must(e, other_end) } else { END }
+                            if other_end < made[e] {
+                                next_must(e, other_end)
+                            } else {
+                                END
+                            }
                         } else {
                             arrival(b, e, other_end)
                         };
@@ -404,24 +465,24 @@ fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) 
             }
             let early = (0..n).filter(|&b| arrives[b] < exact[b]).count() as u64;
             if (0..n).any(|b| arrives[b] < state.clock[b]) {
-                if std::env::var_os("CHORUS_PLAN_DEBUG2").is_some() {
-                    eprintln!("  reject agent {c} end {end}: arrives {arrives:?} before clock {:?}", state.clock);
-                }
                 continue;
             }
             for e in (0..n).filter(|&e| e != c) {
-                let Some(other_end) = next_end(e, state, arrives[e]) else { continue };
+                let Some(other_end) = next_end(e, state, arrives[e]) else {
+                    continue;
+                };
                 // This op must not arrive anywhere later than e's next op will.
-                for b in 0..n {
+                for (b, &mine) in arrives.iter().enumerate() {
                     let theirs = if b == e {
-                        if other_end < made[e] { next_must(e, other_end) } else { END }
+                        if other_end < made[e] {
+                            next_must(e, other_end)
+                        } else {
+                            END
+                        }
                     } else {
                         arrival(b, e, other_end)
                     };
-                    if arrives[b] > theirs {
-                        if std::env::var_os("CHORUS_PLAN_DEBUG2").is_some() {
-                            eprintln!("  reject agent {c} end {end} arrives {arrives:?}: vs agent {e} next end {other_end}: at {b} {} > {theirs}", arrives[b]);
-                        }
+                    if mine > theirs {
                         continue 'candidates;
                     }
                 }
@@ -442,12 +503,16 @@ fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) 
         found.sort_by_key(|(score, _)| *score);
         found.into_iter().map(|(_, candidate)| candidate).collect()
     };
-    let mut state = PlanState { clock: vec![0; n], sent: vec![0; n], waiting: vec![None; n] };
+    let mut state = PlanState {
+        clock: vec![0; n],
+        sent: vec![0; n],
+        waiting: vec![None; n],
+    };
     let mut order: Vec<Planned> = Vec::new();
     // Decision points for backtracking: the state before, the alternatives not tried yet, and
     // the ack time the chosen op overwrote (author's previous op).
-    let mut stack: Vec<(PlanState, usize, Vec<(usize, u32, Vec<u32>, Vec<u32>)>, Option<(usize, u32)>)> = Vec::new();
-    let mut pending: Vec<(usize, u32, Vec<u32>, Vec<u32>)> = candidates(&state);
+    let mut stack: Vec<Decision> = Vec::new();
+    let mut pending: Vec<Candidate> = candidates(&state);
     pending.reverse();
     let mut steps = 0usize;
     let mut deepest = 0usize;
@@ -459,12 +524,11 @@ fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) 
             ));
         }
         let Some((c, end, arrives, exact)) = pending.pop() else {
-            if std::env::var_os("CHORUS_PLAN_DEBUG").is_some() && order.len() + 3 >= deepest {
-                eprintln!("dead end at {}: {state:?}", order.len());
-            }
             // Dead end: go back to the last decision with an alternative left.
             let Some((before, len, alternatives, overwritten)) = stack.pop() else {
-                return Err(format!("no server order fits the trace (deepest: {deepest} ops placed)"));
+                return Err(format!(
+                    "no server order fits the trace (deepest: {deepest} ops placed)"
+                ));
             };
             order.truncate(len);
             if let Some((index, old)) = overwritten {
@@ -488,12 +552,17 @@ fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) 
                 *first_after = (*first_after).min(arrives[e]);
             }
         }
-        for b in 0..n {
-            state.clock[b] = state.clock[b].max(arrives[b]);
+        for (clock, &arrive) in state.clock.iter_mut().zip(&arrives) {
+            *clock = (*clock).max(arrive);
         }
         state.sent[c] = end;
         state.waiting[c] = Some((order.len(), arrives[c], END));
-        order.push(Planned { author: c, end, arrives, exact });
+        order.push(Planned {
+            author: c,
+            end,
+            arrives,
+            exact,
+        });
         stack.push((before, len, std::mem::take(&mut pending), overwritten));
         deepest = deepest.max(order.len());
         if (0..n).all(|e| state.sent[e] >= made[e]) {
@@ -513,6 +582,14 @@ fn plan(trace: &ConcurrentTrace, versions: &[Version], by_agent: &[Vec<usize>]) 
 /// Most steps the plan's search may take (each places or takes back one op): a few times the
 /// ops of a trace when little backtracking is needed; a bound so a trace that does not fit fails.
 const MAX_PLAN_STEPS: usize = 2_000_000;
+
+/// An op that may be placed next: author, end, when it reaches each agent, and when each
+/// agent's transactions start to include it.
+type Candidate = (usize, u32, Vec<u32>, Vec<u32>);
+
+/// A decision point of the plan's search: the state before it, how many ops were placed, the
+/// alternatives not tried yet, and the ack time the chosen op overwrote (index, old value).
+type Decision = (PlanState, usize, Vec<Candidate>, Option<(usize, u32)>);
 
 /// Where the plan's search is.
 #[derive(Debug, Clone)]
@@ -576,7 +653,9 @@ impl Agent {
     /// flight and its buffer (the server's op wins ties).
     fn catch_up(&mut self, a: usize) -> Result<(), String> {
         while self.downlink.front().is_some_and(|m| m.at <= self.made) {
-            let Some(message) = self.downlink.pop_front() else { break };
+            let Some(message) = self.downlink.pop_front() else {
+                break;
+            };
             if message.frame.starts_with(br#"{"type":"ack""#) {
                 let ack: Ack = serde_json::from_slice(&message.frame).map_err(|e| e.to_string())?;
                 if self.inflight.take().is_none() {
@@ -585,17 +664,26 @@ impl Agent {
                 self.rev = ack.rev;
                 continue;
             }
-            let msg: BroadcastOp = serde_json::from_slice(&message.frame).map_err(|e| e.to_string())?;
+            let msg: BroadcastOp =
+                serde_json::from_slice(&message.frame).map_err(|e| e.to_string())?;
             if msg.rev != self.rev + 1 {
-                return Err(format!("agent {a}: revision {} after {}", msg.rev, self.rev));
+                return Err(format!(
+                    "agent {a}: revision {} after {}",
+                    msg.rev, self.rev
+                ));
             }
-            let base_len = match self.inflight.as_ref().or_else(|| self.buffer.front().map(|(_, op)| op)) {
+            let base_len = match self
+                .inflight
+                .as_ref()
+                .or_else(|| self.buffer.front().map(|(_, op)| op))
+            {
                 Some(op) => op.base_len(),
                 None => self.text.len_chars(),
             };
             let mut remote = Op::from_raw(msg.op, base_len).map_err(|e| e.to_string())?;
             if let Some(inflight) = self.inflight.take() {
-                let (remote2, inflight2) = Op::transform(&remote, &inflight).map_err(|e| e.to_string())?;
+                let (remote2, inflight2) =
+                    Op::transform(&remote, &inflight).map_err(|e| e.to_string())?;
                 self.inflight = Some(inflight2);
                 remote = remote2;
             }
@@ -616,13 +704,20 @@ impl Agent {
     /// A patch of the agent's next transaction, written against the text without the ops it
     /// received early: rebased over them (they were applied first: they win ties), applied.
     fn local_patch(&mut self, patch: &Patch) -> Result<Op, String> {
-        while self.early.front().is_some_and(|(exact, _)| *exact <= self.made) {
+        while self
+            .early
+            .front()
+            .is_some_and(|(exact, _)| *exact <= self.made)
+        {
             self.early.pop_front();
         }
         if self.early.iter().any(|(exact, _)| *exact <= self.made) {
             return Err("ops received early become part of the agent's view out of order".into());
         }
-        let base_len = self.early.front().map_or(self.text.len_chars(), |(_, op)| op.base_len());
+        let base_len = self
+            .early
+            .front()
+            .map_or(self.text.len_chars(), |(_, op)| op.base_len());
         let mut op = patch_op(patch, base_len)?;
         for (_, early) in self.early.iter_mut() {
             let (op2, early2) = Op::transform(&op, early).map_err(|e| e.to_string())?;
@@ -652,15 +747,26 @@ impl Simulation {
         let a = planned.author;
         let agent = &mut self.agents[a];
         if agent.made < planned.end {
-            return Err(format!("agent {a} must send transactions up to {} but has made {}", planned.end, agent.made));
+            return Err(format!(
+                "agent {a} must send transactions up to {} but has made {}",
+                planned.end, agent.made
+            ));
         }
         agent.catch_up(a)?;
         if agent.inflight.is_some() {
-            return Err(format!("agent {a} must send its next op but has not had its ack"));
+            return Err(format!(
+                "agent {a} must send its next op but has not had its ack"
+            ));
         }
         let mut composed: Option<Op> = None;
-        while agent.buffer.front().is_some_and(|(count, _)| *count <= planned.end) {
-            let Some((_, op)) = agent.buffer.pop_front() else { break };
+        while agent
+            .buffer
+            .front()
+            .is_some_and(|(count, _)| *count <= planned.end)
+        {
+            let Some((_, op)) = agent.buffer.pop_front() else {
+                break;
+            };
             composed = Some(match composed {
                 None => op,
                 Some(c) => c.compose(&op).map_err(|e| e.to_string())?,
@@ -668,13 +774,21 @@ impl Simulation {
         }
         // Transactions that cancel out still make an op (`[len]` changes nothing but is one).
         let Some(op) = composed.filter(|op| !op.components().is_empty()) else {
-            return Err(format!("agent {a}'s op up to transaction {} is empty on an empty document", planned.end));
+            return Err(format!(
+                "agent {a}'s op up to transaction {} is empty on an empty document",
+                planned.end
+            ));
         };
         let seq = agent.next_seq;
         agent.next_seq += 1;
         let raw = op_raw(&op);
         agent.inflight = Some(op);
-        self.script.submissions.push(Submission { conn: a as u64, seq, base_rev: agent.rev, raw: raw.clone() });
+        self.script.submissions.push(Submission {
+            conn: a as u64,
+            seq,
+            base_rev: agent.rev,
+            raw: raw.clone(),
+        });
         let before = self.core.durable_rev();
         self.core.submit(a as u64, seq, agent.rev, raw);
         drive_store(&mut self.core);
@@ -685,22 +799,35 @@ impl Simulation {
                     detail.push_str(&String::from_utf8_lossy(&frame));
                 }
             }
-            return Err(format!("the server did not apply agent {a}'s op {seq}: {detail}"));
+            return Err(format!(
+                "the server did not apply agent {a}'s op {seq}: {detail}"
+            ));
         }
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Send { to, frame } => {
                     if is_error(&frame) {
-                        return Err(format!("server error to agent {to}: {}", String::from_utf8_lossy(&frame)));
+                        return Err(format!(
+                            "server error to agent {to}: {}",
+                            String::from_utf8_lossy(&frame)
+                        ));
                     }
                     let at = planned.arrives[to as usize];
-                    self.agents[to as usize].downlink.push_back(Pending { at, exact: at, frame });
+                    self.agents[to as usize].downlink.push_back(Pending {
+                        at,
+                        exact: at,
+                        frame,
+                    });
                 }
                 Output::Broadcast { except, frame } => {
                     for (b, agent) in self.agents.iter_mut().enumerate() {
                         if Some(b as u64) != except {
                             let (at, exact) = (planned.arrives[b], planned.exact[b]);
-                            agent.downlink.push_back(Pending { at, exact, frame: frame.clone() });
+                            agent.downlink.push_back(Pending {
+                                at,
+                                exact,
+                                frame: frame.clone(),
+                            });
                         }
                     }
                 }
@@ -728,7 +855,10 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
             }
         }
         if v[txn.agent] != own_count[txn.agent] {
-            return Err(format!("txn {i}: agent {} had not seen all its own earlier transactions", txn.agent));
+            return Err(format!(
+                "txn {i}: agent {} had not seen all its own earlier transactions",
+                txn.agent
+            ));
         }
         own_count[txn.agent] += 1;
         v[txn.agent] = own_count[txn.agent];
@@ -739,8 +869,16 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
         by_agent[txn.agent].push(i);
     }
     let plan = plan(trace, &versions, &by_agent)?;
-    let early_deliveries =
-        plan.iter().map(|p| p.arrives.iter().zip(&p.exact).filter(|(a, e)| a < e).count()).sum();
+    let early_deliveries = plan
+        .iter()
+        .map(|p| {
+            p.arrives
+                .iter()
+                .zip(&p.exact)
+                .filter(|(a, e)| a < e)
+                .count()
+        })
+        .sum();
     let mut sim = Simulation {
         core: new_core(),
         agents: (0..agents_n)
@@ -755,33 +893,48 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
                 early: VecDeque::new(),
             })
             .collect(),
-        script: Script { agents: agents_n, submissions: Vec::with_capacity(plan.len()) },
+        script: Script {
+            agents: agents_n,
+            submissions: Vec::with_capacity(plan.len()),
+        },
         plan,
         next: 0,
     };
     for a in 0..agents_n {
         let name: Arc<str> = Arc::from(format!("agent{a}"));
-        sim.core.open(a as u64, a as u32, ClientId::generate(), name, Arc::from("#61afef"), None);
+        sim.core.open(
+            a as u64,
+            a as u32,
+            ClientId::generate(),
+            name,
+            Arc::from("#61afef"),
+            None,
+        );
     }
     while sim.core.poll_output().is_some() {}
     for (i, txn) in trace.txns.iter().enumerate() {
         let a = txn.agent;
         // The server applies every op this agent must have heard of by now.
         while sim.next < sim.plan.len() && sim.plan[sim.next].arrives[a] <= sim.agents[a].made {
-            sim.server_step().map_err(|e| format!("before txn {i}: {e}"))?;
+            sim.server_step()
+                .map_err(|e| format!("before txn {i}: {e}"))?;
         }
         let agent = &mut sim.agents[a];
         agent.catch_up(a)?;
         let mut local: Option<Op> = None;
         for patch in &txn.patches {
-            let op = agent.local_patch(patch).map_err(|e| format!("txn {i}: {e}"))?;
+            let op = agent
+                .local_patch(patch)
+                .map_err(|e| format!("txn {i}: {e}"))?;
             local = Some(match local {
                 None => op,
                 Some(previous) => previous.compose(&op).map_err(|e| e.to_string())?,
             });
         }
         agent.made += 1;
-        let Some(local) = local else { return Err(format!("txn {i} has no patch")) };
+        let Some(local) = local else {
+            return Err(format!("txn {i} has no patch"));
+        };
         agent.buffer.push_back((agent.made, local));
     }
     while sim.next < sim.plan.len() {
@@ -791,7 +944,9 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
         agent.made = END;
         agent.catch_up(a)?;
         if agent.inflight.is_some() || !agent.buffer.is_empty() || !agent.downlink.is_empty() {
-            return Err(format!("agent {a} still has unacknowledged edits or unread messages at the end"));
+            return Err(format!(
+                "agent {a} still has unacknowledged edits or unread messages at the end"
+            ));
         }
     }
     Ok(ConcurrentOutcome {
@@ -810,7 +965,14 @@ pub fn run_script(script: &Script) -> DocumentCore<u32> {
     let mut core = new_core();
     for a in 0..script.agents {
         let name: Arc<str> = Arc::from(format!("agent{a}"));
-        core.open(a as u64, a as u32, ClientId::generate(), name, Arc::from("#61afef"), None);
+        core.open(
+            a as u64,
+            a as u32,
+            ClientId::generate(),
+            name,
+            Arc::from("#61afef"),
+            None,
+        );
     }
     while core.poll_output().is_some() {}
     for s in &script.submissions {

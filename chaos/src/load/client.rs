@@ -93,7 +93,8 @@ const MAX_REASONS: usize = 8;
 impl ThreadStats {
     /// Empty statistics.
     pub fn new() -> ThreadStats {
-        let histogram = || Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
+        let histogram =
+            || Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
         ThreadStats {
             ack_us: histogram(),
             peers_us: histogram(),
@@ -184,7 +185,9 @@ impl DocState {
 
     fn settle(&mut self, rev: u64, stats: &mut ThreadStats) {
         let peers = self.live.saturating_sub(1) as u32;
-        let Some(track) = self.tracks.get(&rev) else { return };
+        let Some(track) = self.tracks.get(&rev) else {
+            return;
+        };
         if let (Some((sent, measured)), Some(last)) = (track.sent, track.last) {
             if track.received >= peers {
                 if measured {
@@ -282,11 +285,17 @@ pub type Socket = WebSocketStream<Counted<TcpStream>>;
 
 /// Connects to `url` (`ws://host:port/path`).
 pub async fn connect(url: &str) -> anyhow::Result<Socket> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow!("{url}: only ws:// URLs are supported"))?;
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| anyhow!("{url}: only ws:// URLs are supported"))?;
     let host_port = rest.split('/').next().unwrap_or(rest);
-    let tcp = TcpStream::connect(host_port).await.with_context(|| format!("connecting to {host_port}"))?;
+    let tcp = TcpStream::connect(host_port)
+        .await
+        .with_context(|| format!("connecting to {host_port}"))?;
     tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
-    let (socket, _) = tokio_tungstenite::client_async(url, Counted(tcp)).await.context("WebSocket handshake")?;
+    let (socket, _) = tokio_tungstenite::client_async(url, Counted(tcp))
+        .await
+        .context("WebSocket handshake")?;
     Ok(socket)
 }
 
@@ -296,7 +305,8 @@ pub async fn expect(socket: &mut Socket, kind: &str) -> anyhow::Result<String> {
     while let Some(message) = socket.next().await {
         match message.context("reading")? {
             Message::Text(text) => {
-                let msg: Incoming<'_> = serde_json::from_str(text.as_str()).context("decoding a server message")?;
+                let msg: Incoming<'_> =
+                    serde_json::from_str(text.as_str()).context("decoding a server message")?;
                 if msg.kind == kind {
                     return Ok(text.as_str().to_owned());
                 }
@@ -315,13 +325,22 @@ pub async fn expect(socket: &mut Socket, kind: &str) -> anyhow::Result<String> {
 pub async fn join(url: &str, name: &str, doc: &str) -> anyhow::Result<(Socket, u64, String)> {
     let mut socket = connect(url).await?;
     let hello = format!(r##"{{"type":"hello","client":null,"name":"{name}","color":"#61afef"}}"##);
-    socket.send(Message::text(hello)).await.context("sending hello")?;
+    socket
+        .send(Message::text(hello))
+        .await
+        .context("sending hello")?;
     expect(&mut socket, "welcome").await?;
-    socket.send(Message::text(format!(r#"{{"type":"open","doc":"{doc}"}}"#))).await.context("sending open")?;
+    socket
+        .send(Message::text(format!(r#"{{"type":"open","doc":"{doc}"}}"#)))
+        .await
+        .context("sending open")?;
     let opened = expect(&mut socket, "opened").await?;
     let msg: Incoming<'_> = serde_json::from_str(&opened)?;
     let rev = msg.rev.ok_or_else(|| anyhow!("opened without rev"))?;
-    let text = msg.text.ok_or_else(|| anyhow!("opened without a snapshot text"))?.into_owned();
+    let text = msg
+        .text
+        .ok_or_else(|| anyhow!("opened without a snapshot text"))?
+        .into_owned();
     Ok((socket, rev, text))
 }
 
@@ -369,6 +388,7 @@ struct Client {
 }
 
 /// Runs client `index` of document `doc` against `url` until the plan's drain deadline.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_client(
     index: usize,
     leader: bool,
@@ -379,7 +399,17 @@ pub async fn run_client(
     global: Arc<Global>,
     connect_permit: Rc<tokio::sync::Semaphore>,
 ) {
-    let result = client_main(index, leader, &url, &doc, &stats, &config, &global, &connect_permit).await;
+    let result = client_main(
+        index,
+        leader,
+        &url,
+        &doc,
+        &stats,
+        &config,
+        &global,
+        &connect_permit,
+    )
+    .await;
     if let Err(e) = result {
         let mut doc = doc.borrow_mut();
         doc.live = doc.live.saturating_sub(1);
@@ -387,7 +417,9 @@ pub async fn run_client(
         let mut stats = stats.borrow_mut();
         stats.disconnects += 1;
         if stats.disconnect_reasons.len() < MAX_REASONS {
-            stats.disconnect_reasons.push(format!("client {index}: {e:#}"));
+            stats
+                .disconnect_reasons
+                .push(format!("client {index}: {e:#}"));
         }
     }
 }
@@ -413,15 +445,25 @@ async fn client_main(
             if doc.borrow().preloaded {
                 break;
             }
-            if tokio::time::timeout_at(connected_by.into(), notified).await.is_err() {
+            if tokio::time::timeout_at(connected_by.into(), notified)
+                .await
+                .is_err()
+            {
                 global.failed.fetch_add(1, Ordering::Relaxed);
                 bail!("the document was not preloaded in time");
             }
         }
     }
     let joined = {
-        let _permit = connect_permit.acquire().await.context("connect semaphore closed")?;
-        tokio::time::timeout_at(connected_by.into(), join(url, &format!("load-{index}"), &doc_id)).await
+        let _permit = connect_permit
+            .acquire()
+            .await
+            .context("connect semaphore closed")?;
+        tokio::time::timeout_at(
+            connected_by.into(),
+            join(url, &format!("load-{index}"), &doc_id),
+        )
+        .await
     };
     let (mut socket, rev, text) = match joined {
         Ok(Ok(joined)) => joined,
@@ -431,7 +473,10 @@ async fn client_main(
         }
         Err(_) => {
             global.failed.fetch_add(1, Ordering::Relaxed);
-            bail!("joining {url} took longer than {:?}", config.connect_timeout);
+            bail!(
+                "joining {url} took longer than {:?}",
+                config.connect_timeout
+            );
         }
     };
     let mut client = Client {
@@ -441,7 +486,9 @@ async fn client_main(
         stats: stats.clone(),
         config: config.clone(),
         global: global.clone(),
-        rng: SmallRng::seed_from_u64(config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        rng: SmallRng::seed_from_u64(
+            config.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ),
         rev,
         cursor: 0,
         text: Rope::from_str(&text),
@@ -456,7 +503,8 @@ async fn client_main(
     };
     client.cursor = client.text.len_chars();
     if leader {
-        let preloaded = tokio::time::timeout_at(connected_by.into(), client.preload(&mut socket)).await;
+        let preloaded =
+            tokio::time::timeout_at(connected_by.into(), client.preload(&mut socket)).await;
         let mut d = doc.borrow_mut();
         d.preloaded = true;
         d.changed.notify_waiters();
@@ -475,7 +523,11 @@ async fn client_main(
 impl Client {
     /// Brings the document to `doc_chars` code points with large inserts, one at a time.
     async fn preload(&mut self, socket: &mut Socket) -> anyhow::Result<()> {
-        let chunks = self.config.doc_chars.saturating_sub(self.text.len_chars()).div_ceil(PRELOAD_CHUNK_CHARS);
+        let chunks = self
+            .config
+            .doc_chars
+            .saturating_sub(self.text.len_chars())
+            .div_ceil(PRELOAD_CHUNK_CHARS);
         for _ in 0..chunks {
             let missing = self.config.doc_chars.saturating_sub(self.text.len_chars());
             let n = missing.min(PRELOAD_CHUNK_CHARS).saturating_sub(2).max(1);
@@ -483,12 +535,16 @@ impl Client {
             let insert = typing::insert_text(n, id, &mut self.rng);
             let len = self.text.len_chars();
             let op = typing::insert_op(len, len, insert);
-            op.apply(&mut self.text).map_err(|e| anyhow!("preload op: {e}"))?;
+            op.apply(&mut self.text)
+                .map_err(|e| anyhow!("preload op: {e}"))?;
             self.doc.borrow_mut().sent_tokens.insert(id);
             self.send_op(op, vec![id], Instant::now());
             self.flush(socket).await?;
             while self.inflight.is_some() {
-                let message = socket.next().await.ok_or_else(|| anyhow!("closed while preloading"))?;
+                let message = socket
+                    .next()
+                    .await
+                    .ok_or_else(|| anyhow!("closed while preloading"))?;
                 self.receive(message.context("reading")?, Instant::now())?;
             }
         }
@@ -564,7 +620,9 @@ impl Client {
             self.flush(socket).await?;
             // Sleep until a message, a timer, or a document change.
             let mut wake = match phase {
-                Phase::Waiting => self.plan.map_or(now + Duration::from_millis(100), |p| p.start),
+                Phase::Waiting => self
+                    .plan
+                    .map_or(now + Duration::from_millis(100), |p| p.start),
                 Phase::Running => plan.map_or(now, |p| p.stop),
                 Phase::Draining => (now + DRAIN_POLL).min(plan.map_or(now, |p| p.drain_until)),
             };
@@ -602,12 +660,17 @@ impl Client {
     }
 
     fn in_window(&self, at: Instant) -> bool {
-        self.plan.is_some_and(|p| at >= p.measure_from && at < p.stop)
+        self.plan
+            .is_some_and(|p| at >= p.measure_from && at < p.stop)
     }
 
     /// Nothing unacknowledged, and every op of the document received.
     fn finished_draining(&mut self) -> bool {
-        if self.inflight.is_some() || self.buffer.is_some() || self.resyncing || self.retry_at.is_some() {
+        if self.inflight.is_some()
+            || self.buffer.is_some()
+            || self.resyncing
+            || self.retry_at.is_some()
+        {
             return false;
         }
         let mut doc = self.doc.borrow_mut();
@@ -621,8 +684,13 @@ impl Client {
     }
 
     fn record_final(&mut self, drained: bool) {
-        let final_state =
-            ClientFinal { index: self.index, rev: self.rev, len: self.text.len_chars(), hash: hash_rope(&self.text), drained };
+        let final_state = ClientFinal {
+            index: self.index,
+            rev: self.rev,
+            len: self.text.len_chars(),
+            hash: hash_rope(&self.text),
+            drained,
+        };
         self.doc.borrow_mut().finals.push(final_state);
     }
 
@@ -641,7 +709,8 @@ impl Client {
             return false;
         }
         let mut action = typing::draw(&self.config.mix, &mut self.rng);
-        if matches!(action, Action::Insert(_)) && self.text.len_chars() > self.config.max_doc_chars {
+        if matches!(action, Action::Insert(_)) && self.text.len_chars() > self.config.max_doc_chars
+        {
             action = Action::Delete(8);
         }
         match action {
@@ -702,7 +771,12 @@ impl Client {
             None => (op, tokens),
             Some((buffer, mut buffered)) => {
                 buffered.extend(tokens);
-                (buffer.compose(&op).expect("a local edit composes onto the buffer"), buffered)
+                (
+                    buffer
+                        .compose(&op)
+                        .expect("a local edit composes onto the buffer"),
+                    buffered,
+                )
             }
         });
     }
@@ -715,12 +789,21 @@ impl Client {
         if measured {
             self.stats.borrow_mut().ops_sent_in_window += 1;
         }
-        self.inflight = Some(Inflight { seq, op, tokens, sent: now, measured });
+        self.inflight = Some(Inflight {
+            seq,
+            op,
+            tokens,
+            sent: now,
+            measured,
+        });
     }
 
     fn op_frame(&self, seq: u64, op: &Op) -> String {
         let wire = serde_json::to_string(op).expect("an op serializes");
-        format!(r#"{{"type":"op","doc":"{}","rev":{},"seq":{seq},"op":{wire}}}"#, self.doc_id, self.rev)
+        format!(
+            r#"{{"type":"op","doc":"{}","rev":{},"seq":{seq},"op":{wire}}}"#,
+            self.doc_id, self.rev
+        )
     }
 
     /// Resubmits the op in flight (same seq), rebased to the current revision.
@@ -740,10 +823,13 @@ impl Client {
             Message::Close(frame) => bail!("the server closed the connection: {frame:?}"),
             _ => return Ok(false),
         };
-        let msg: Incoming<'_> = serde_json::from_str(text.as_str()).context("decoding a server message")?;
+        let msg: Incoming<'_> =
+            serde_json::from_str(text.as_str()).context("decoding a server message")?;
         match &*msg.kind {
             "ack" => {
-                let (Some(seq), Some(rev)) = (msg.seq, msg.rev) else { bail!("ack without seq or rev") };
+                let (Some(seq), Some(rev)) = (msg.seq, msg.rev) else {
+                    bail!("ack without seq or rev")
+                };
                 let Some(inflight) = self.inflight.take() else {
                     self.stats.borrow_mut().error("unexpected_ack");
                     return Ok(false);
@@ -762,7 +848,10 @@ impl Client {
                 {
                     let mut stats = self.stats.borrow_mut();
                     if inflight.measured {
-                        let us = now.saturating_duration_since(inflight.sent).as_micros().max(1) as u64;
+                        let us = now
+                            .saturating_duration_since(inflight.sent)
+                            .as_micros()
+                            .max(1) as u64;
                         let _ = stats.ack_us.record(us);
                     }
                     if self.in_window(now) {
@@ -782,7 +871,9 @@ impl Client {
                 if self.resyncing {
                     return Ok(false);
                 }
-                let (Some(rev), Some(raw)) = (msg.rev, msg.op) else { bail!("op without rev or op") };
+                let (Some(rev), Some(raw)) = (msg.rev, msg.op) else {
+                    bail!("op without rev or op")
+                };
                 if rev <= self.rev {
                     return Ok(false);
                 }
@@ -796,19 +887,24 @@ impl Client {
                     (None, Some((buffer, _))) => buffer.base_len(),
                     (None, None) => self.text.len_chars(),
                 };
-                let mut remote = Op::from_raw(raw, base_len).map_err(|e| anyhow!("the server sent an invalid op: {e}"))?;
+                let mut remote = Op::from_raw(raw, base_len)
+                    .map_err(|e| anyhow!("the server sent an invalid op: {e}"))?;
                 // The server applied `remote` before our ops: it goes first on ties.
                 if let Some(inflight) = self.inflight.as_mut() {
-                    let (remote2, mine) = Op::transform(&remote, &inflight.op).map_err(|e| anyhow!("transform: {e}"))?;
+                    let (remote2, mine) = Op::transform(&remote, &inflight.op)
+                        .map_err(|e| anyhow!("transform: {e}"))?;
                     inflight.op = mine;
                     remote = remote2;
                 }
                 if let Some((buffer, _)) = self.buffer.as_mut() {
-                    let (remote2, mine) = Op::transform(&remote, buffer).map_err(|e| anyhow!("transform: {e}"))?;
+                    let (remote2, mine) =
+                        Op::transform(&remote, buffer).map_err(|e| anyhow!("transform: {e}"))?;
                     *buffer = mine;
                     remote = remote2;
                 }
-                remote.apply(&mut self.text).map_err(|e| anyhow!("apply: {e}"))?;
+                remote
+                    .apply(&mut self.text)
+                    .map_err(|e| anyhow!("apply: {e}"))?;
                 self.cursor = transform_position(self.cursor, &remote);
                 self.rev = rev;
                 let mut stats = self.stats.borrow_mut();
@@ -828,7 +924,8 @@ impl Client {
             "error" => {
                 let code = msg.code.as_deref().unwrap_or("unknown").to_owned();
                 self.stats.borrow_mut().error(&code);
-                let about_inflight = msg.seq.is_some() && self.inflight.as_ref().map(|i| i.seq) == msg.seq;
+                let about_inflight =
+                    msg.seq.is_some() && self.inflight.as_ref().map(|i| i.seq) == msg.seq;
                 if !about_inflight {
                     return Ok(false);
                 }
@@ -852,6 +949,7 @@ impl Client {
         self.retry_at = None;
         self.resyncing = true;
         self.stats.borrow_mut().resyncs += 1;
-        self.outbox.push(format!(r#"{{"type":"open","doc":"{}"}}"#, self.doc_id));
+        self.outbox
+            .push(format!(r#"{{"type":"open","doc":"{}"}}"#, self.doc_id));
     }
 }

@@ -48,7 +48,12 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// WebSocket URL of a node (repeat, or comma-separate, to spread clients over several).
-    #[arg(long = "nodes", alias = "node", value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
+    #[arg(
+        long = "nodes",
+        alias = "node",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:8080/ws"
+    )]
     pub nodes: Vec<String>,
     /// Simulated collaborators.
     #[arg(long, default_value_t = 10)]
@@ -160,9 +165,14 @@ pub fn run(args: LoadArgs) -> anyhow::Result<bool> {
     validate(&args)?;
     let open_files = system::raise_open_files_limit();
     if (open_files as usize) < args.clients + 64 {
-        bail!("the open-file limit is {open_files}, too low for {} clients (raise the hard limit)", args.clients);
+        bail!(
+            "the open-file limit is {open_files}, too low for {} clients (raise the hard limit)",
+            args.clients
+        );
     }
-    let mix = typing::Mix::parse(&args.mix).map_err(anyhow::Error::msg).context("--mix")?;
+    let mix = typing::Mix::parse(&args.mix)
+        .map_err(anyhow::Error::msg)
+        .context("--mix")?;
     let config = ClientConfig {
         rate_per_s: args.rate,
         closed_loop: args.closed_loop,
@@ -173,7 +183,10 @@ pub fn run(args: LoadArgs) -> anyhow::Result<bool> {
         seed: args.seed,
     };
     let sample_servers = || -> Vec<Option<ProcSample>> {
-        args.server_pids.iter().map(|&pid| system::sample_process(pid).ok()).collect()
+        args.server_pids
+            .iter()
+            .map(|&pid| system::sample_process(pid).ok())
+            .collect()
     };
     let before_connect = sample_servers();
     let (plan_tx, plan_rx) = watch::channel(None);
@@ -189,7 +202,10 @@ pub fn run(args: LoadArgs) -> anyhow::Result<bool> {
     for thread in 0..threads {
         let args = args.clone();
         let global = global.clone();
-        let config = ClientConfig { mix, ..config_clone(&config) };
+        let config = ClientConfig {
+            mix,
+            ..config_clone(&config)
+        };
         let handle = std::thread::Builder::new()
             .name(format!("load-{thread}"))
             .spawn(move || worker(thread, threads, &args, config, global))
@@ -197,10 +213,14 @@ pub fn run(args: LoadArgs) -> anyhow::Result<bool> {
         handles.push(handle);
     }
     // Wait for every client to connect (or fail), bounded by the connect deadline.
-    let connect_deadline = connect_started + Duration::from_secs_f64(args.connect_timeout_s) + Duration::from_secs(5);
+    let connect_deadline =
+        connect_started + Duration::from_secs_f64(args.connect_timeout_s) + Duration::from_secs(5);
     loop {
         let done = global.connected.load(Ordering::Relaxed) + global.failed.load(Ordering::Relaxed);
-        if done >= args.clients || Instant::now() >= connect_deadline || handles.iter().all(|h| h.is_finished()) {
+        if done >= args.clients
+            || Instant::now() >= connect_deadline
+            || handles.iter().all(|h| h.is_finished())
+        {
             break;
         }
         std::thread::sleep(POLL);
@@ -209,7 +229,12 @@ pub fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let start = Instant::now() + START_DELAY;
     let measure_from = start + Duration::from_secs_f64(args.warmup_s);
     let stop = measure_from + Duration::from_secs_f64(args.duration_s);
-    let plan = Plan { start, measure_from, stop, drain_until: stop + Duration::from_secs_f64(args.drain_timeout_s) };
+    let plan = Plan {
+        start,
+        measure_from,
+        stop,
+        drain_until: stop + Duration::from_secs_f64(args.drain_timeout_s),
+    };
     let connected_at = sample_servers();
     let _ = plan_tx.send(Some(plan));
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
@@ -219,12 +244,15 @@ pub fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let mut stats = ThreadStats::new();
     let mut docs = Vec::with_capacity(args.docs);
     for handle in handles {
-        let result = handle.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        let result = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         merge(&mut stats, result.stats);
         docs.extend(result.docs);
     }
     drop(plan_tx);
-    let checks = if args.no_check || (args.rate == 0.0 && !args.closed_loop && args.doc_chars == 0) {
+    let checks = if args.no_check || (args.rate == 0.0 && !args.closed_loop && args.doc_chars == 0)
+    {
         None
     } else {
         Some(report::check(&docs, |ids| snapshots(&args.nodes[0], ids))?)
@@ -295,7 +323,11 @@ fn validate(args: &LoadArgs) -> anyhow::Result<()> {
     if args.connect_concurrency == 0 {
         bail!("--connect-concurrency must be at least 1");
     }
-    if !args.doc_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')) {
+    if !args
+        .doc_prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+    {
         bail!("--doc-prefix may use only A-Z a-z 0-9 . _ - /");
     }
     Ok(())
@@ -358,8 +390,17 @@ fn merge(into: &mut ThreadStats, from: ThreadStats) {
 }
 
 /// One worker thread: its documents' clients on a single-threaded runtime.
-fn worker(thread: usize, threads: usize, args: &LoadArgs, config: ClientConfig, global: Arc<Global>) -> anyhow::Result<ThreadResult> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("building a runtime")?;
+fn worker(
+    thread: usize,
+    threads: usize,
+    args: &LoadArgs,
+    config: ClientConfig,
+    global: Arc<Global>,
+) -> anyhow::Result<ThreadResult> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building a runtime")?;
     let local = tokio::task::LocalSet::new();
     let stats = Rc::new(RefCell::new(ThreadStats::new()));
     let config = Rc::new(config);
@@ -368,7 +409,10 @@ fn worker(thread: usize, threads: usize, args: &LoadArgs, config: ClientConfig, 
     let mut docs: HashMap<usize, Rc<RefCell<DocState>>> = HashMap::new();
     for d in (thread..args.docs).step_by(threads) {
         let clients = (d..args.clients).step_by(args.docs).count();
-        docs.insert(d, Rc::new(RefCell::new(DocState::new(doc_id(args, d), clients))));
+        docs.insert(
+            d,
+            Rc::new(RefCell::new(DocState::new(doc_id(args, d), clients))),
+        );
     }
     let mut tasks = Vec::new();
     for index in 0..args.clients {
@@ -392,10 +436,12 @@ fn worker(thread: usize, threads: usize, args: &LoadArgs, config: ClientConfig, 
         }
     });
     drop(local);
-    let stats = Rc::try_unwrap(stats).map_err(|_| anyhow::anyhow!("clients still hold the statistics"))?.into_inner();
+    let stats = Rc::try_unwrap(stats)
+        .map_err(|_| anyhow::anyhow!("clients still hold the statistics"))?
+        .into_inner();
     let mut outcomes: Vec<DocOutcome> = docs
-        .into_iter()
-        .map(|(_, doc)| {
+        .into_values()
+        .map(|doc| {
             let doc = doc.borrow();
             DocOutcome {
                 id: doc.id.clone(),
@@ -407,26 +453,44 @@ fn worker(thread: usize, threads: usize, args: &LoadArgs, config: ClientConfig, 
         })
         .collect();
     outcomes.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(ThreadResult { stats, docs: outcomes })
+    Ok(ThreadResult {
+        stats,
+        docs: outcomes,
+    })
 }
 
 /// Fresh snapshots (revision and text) of `ids`, one after another over one new connection.
 fn snapshots(url: &str, ids: &[String]) -> anyhow::Result<Vec<(u64, String)>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
-        let mut socket = tokio::time::timeout(SNAPSHOT_TIMEOUT, client::connect(url)).await.context("connect timed out")??;
-        socket.send(Message::text(r##"{"type":"hello","client":null,"name":"checker","color":"#98c379"}"##)).await?;
-        tokio::time::timeout(SNAPSHOT_TIMEOUT, client::expect(&mut socket, "welcome")).await.context("hello timed out")??;
+        let mut socket = tokio::time::timeout(SNAPSHOT_TIMEOUT, client::connect(url))
+            .await
+            .context("connect timed out")??;
+        socket
+            .send(Message::text(
+                r##"{"type":"hello","client":null,"name":"checker","color":"#98c379"}"##,
+            ))
+            .await?;
+        tokio::time::timeout(SNAPSHOT_TIMEOUT, client::expect(&mut socket, "welcome"))
+            .await
+            .context("hello timed out")??;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            socket.send(Message::text(format!(r#"{{"type":"open","doc":"{id}"}}"#))).await?;
+            socket
+                .send(Message::text(format!(r#"{{"type":"open","doc":"{id}"}}"#)))
+                .await?;
             let snapshot = tokio::time::timeout(SNAPSHOT_TIMEOUT, async {
                 while let Some(message) = socket.next().await {
                     if let Message::Text(text) = message? {
                         let msg: Incoming<'_> = serde_json::from_str(text.as_str())?;
                         if msg.kind == "opened" && msg.doc.as_deref() == Some(id.as_str()) {
                             let rev = msg.rev.unwrap_or(0);
-                            let text = msg.text.map(|t| t.into_owned()).context("opened without text")?;
+                            let text = msg
+                                .text
+                                .map(|t| t.into_owned())
+                                .context("opened without text")?;
                             return Ok::<_, anyhow::Error>((rev, text));
                         }
                         if msg.kind == "error" {
@@ -438,7 +502,9 @@ fn snapshots(url: &str, ids: &[String]) -> anyhow::Result<Vec<(u64, String)>> {
             })
             .await
             .with_context(|| format!("snapshot of {id} timed out"))??;
-            socket.send(Message::text(format!(r#"{{"type":"close","doc":"{id}"}}"#))).await?;
+            socket
+                .send(Message::text(format!(r#"{{"type":"close","doc":"{id}"}}"#)))
+                .await?;
             out.push(snapshot);
         }
         let _ = socket.close(None).await;

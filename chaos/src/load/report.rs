@@ -75,7 +75,10 @@ pub fn check(
             Ok(tokens) => tokens,
             Err(position) => {
                 checks.no_loss = false;
-                fail(&mut checks, format!("{}: a token is split at code point {position}", doc.id));
+                fail(
+                    &mut checks,
+                    format!("{}: a token is split at code point {position}", doc.id),
+                );
                 continue;
             }
         };
@@ -88,13 +91,23 @@ pub fn check(
             let n = counts.get(t).copied().unwrap_or(0);
             if n != 1 {
                 checks.no_loss = false;
-                fail(&mut checks, format!("{}: acknowledged insert {t} is present {n} times", doc.id));
+                fail(
+                    &mut checks,
+                    format!("{}: acknowledged insert {t} is present {n} times", doc.id),
+                );
             }
         }
         for (t, n) in &counts {
             if *n > 1 || !doc.sent_tokens.contains(t) {
                 checks.no_loss = false;
-                fail(&mut checks, format!("{}: insert {t} is present {n} times (sent: {})", doc.id, doc.sent_tokens.contains(t)));
+                fail(
+                    &mut checks,
+                    format!(
+                        "{}: insert {t} is present {n} times (sent: {})",
+                        doc.id,
+                        doc.sent_tokens.contains(t)
+                    ),
+                );
             }
         }
     }
@@ -240,7 +253,12 @@ pub struct Inputs<'a> {
 impl Report {
     /// Builds the report.
     pub fn build(i: Inputs<'_>) -> Report {
-        let window_s = i.window_end.at.duration_since(i.window_start.at).as_secs_f64().max(1e-9);
+        let window_s = i
+            .window_end
+            .at
+            .duration_since(i.window_start.at)
+            .as_secs_f64()
+            .max(1e-9);
         let acks = i.stats.acks_in_window;
         let per_op = |x: f64| (acks > 0).then(|| x / acks as f64);
         let servers: Vec<ServerFigures> = i
@@ -268,17 +286,29 @@ impl Report {
             .then(|| {
                 servers
                     .iter()
-                    .map(|s| s.rss_end_bytes.zip(s.rss_before_connect_bytes).map(|(e, b)| e as f64 - b as f64))
+                    .map(|s| {
+                        s.rss_end_bytes
+                            .zip(s.rss_before_connect_bytes)
+                            .map(|(e, b)| e as f64 - b as f64)
+                    })
                     .sum::<Option<f64>>()
             })
             .flatten();
         let bytes_in = (i.window_end.bytes_in - i.window_start.bytes_in) as f64;
         let bytes_out = (i.window_end.bytes_out - i.window_start.bytes_out) as f64;
-        let untracked = i.stats.untracked + i.docs.iter().map(|d| d.unfinished_tracks as u64).sum::<u64>();
+        let untracked = i.stats.untracked
+            + i.docs
+                .iter()
+                .map(|d| d.unfinished_tracks as u64)
+                .sum::<u64>();
         Report {
             clients: i.args.clients,
             docs: i.args.docs,
-            mode: if i.args.closed_loop { "closed-loop".into() } else { format!("{} ops/s per client", i.args.rate) },
+            mode: if i.args.closed_loop {
+                "closed-loop".into()
+            } else {
+                format!("{} ops/s per client", i.args.rate)
+            },
             mix: i.args.mix.clone(),
             seed: i.args.seed,
             nodes: i.args.nodes.clone(),
@@ -293,7 +323,12 @@ impl Report {
             ack_latency: Latency::of(&i.stats.ack_us),
             peers_latency: Latency::of(&i.stats.peers_us),
             peers_untracked: untracked,
-            errors: i.stats.errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            errors: i
+                .stats
+                .errors
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             resends: i.stats.resends,
             resyncs: i.stats.resyncs,
             cursors_sent: i.stats.cursors_sent,
@@ -314,13 +349,22 @@ impl Report {
 
     /// Every client connected and stayed, no protocol error, and the checks (if run) passed.
     pub fn passed(&self) -> bool {
-        let protocol_errors = ["bad_message", "invalid_op", "not_open", "rev_gap", "unexpected_ack"]
-            .iter()
-            .any(|code| self.errors.get(*code).is_some_and(|n| *n > 0));
+        let protocol_errors = [
+            "bad_message",
+            "invalid_op",
+            "not_open",
+            "rev_gap",
+            "unexpected_ack",
+        ]
+        .iter()
+        .any(|code| self.errors.get(*code).is_some_and(|n| *n > 0));
         self.connect_failed == 0
             && self.disconnects == 0
             && !protocol_errors
-            && self.checks.as_ref().is_none_or(|c| c.converged && c.no_loss)
+            && self
+                .checks
+                .as_ref()
+                .is_none_or(|c| c.converged && c.no_loss)
     }
 
     /// One line for scripts and CI logs.
@@ -360,13 +404,28 @@ impl Report {
             Some(v) => format!("{v:.digits$}{unit}"),
             None => "n/a".into(),
         };
-        line("scenario", format!("{} clients / {} docs, {}", self.clients, self.docs, self.mode));
-        line("connected", format!("{} ({} failed) in {:.1} s", self.connected, self.connect_failed, self.connect_s));
+        line(
+            "scenario",
+            format!(
+                "{} clients / {} docs, {}",
+                self.clients, self.docs, self.mode
+            ),
+        );
+        line(
+            "connected",
+            format!(
+                "{} ({} failed) in {:.1} s",
+                self.connected, self.connect_failed, self.connect_s
+            ),
+        );
         line("disconnects during run", self.disconnects.to_string());
         line("window", format!("{:.1} s", self.window_s));
         line("accepted ops/s", format!("{:.0}", self.accepted_ops_per_s));
         line("local edits/s", format!("{:.0}", self.edits_per_s));
-        for (name, l) in [("op -> ack", &self.ack_latency), ("op -> all peers", &self.peers_latency)] {
+        for (name, l) in [
+            ("op -> ack", &self.ack_latency),
+            ("op -> all peers", &self.peers_latency),
+        ] {
             line(
                 &format!("{name} latency (ms)"),
                 format!(
@@ -376,12 +435,22 @@ impl Report {
             );
         }
         line("errors by code", format!("{:?}", self.errors));
-        line("resends / resyncs", format!("{} / {}", self.resends, self.resyncs));
+        line(
+            "resends / resyncs",
+            format!("{} / {}", self.resends, self.resyncs),
+        );
         line("server CPU in window", opt(self.server_cpu_s, " s", 2));
-        line("ops per server CPU-second", opt(self.ops_per_server_cpu_s, "", 0));
-        line("server CPU per op", opt(self.server_cpu_us_per_op, " us", 1));
+        line(
+            "ops per server CPU-second",
+            opt(self.ops_per_server_cpu_s, "", 0),
+        );
+        line(
+            "server CPU per op",
+            opt(self.server_cpu_us_per_op, " us", 1),
+        );
         for s in &self.servers {
-            let mb = |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
+            let mb =
+                |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
             line(
                 &format!("server {} RSS", s.pid),
                 format!(
@@ -393,20 +462,52 @@ impl Report {
                 ),
             );
         }
-        line("server RSS per connection", opt(self.server_rss_per_client_bytes.map(|b| b / 1024.0), " KiB", 1));
-        line("generator CPU in window", format!("{:.2} s", self.generator_cpu_s));
-        line("machine load average", format!("{:.2} at start, {:.2} at end", self.loadavg.0, self.loadavg.1));
+        line(
+            "server RSS per connection",
+            opt(
+                self.server_rss_per_client_bytes.map(|b| b / 1024.0),
+                " KiB",
+                1,
+            ),
+        );
+        line(
+            "generator CPU in window",
+            format!("{:.2} s", self.generator_cpu_s),
+        );
+        line(
+            "machine load average",
+            format!(
+                "{:.2} at start, {:.2} at end",
+                self.loadavg.0, self.loadavg.1
+            ),
+        );
         line(
             "bytes per op (out / in)",
-            format!("{} / {}", opt(self.bytes_out_per_op, "", 0), opt(self.bytes_in_per_op, "", 0)),
+            format!(
+                "{} / {}",
+                opt(self.bytes_out_per_op, "", 0),
+                opt(self.bytes_in_per_op, "", 0)
+            ),
         );
         match &self.checks {
             Some(c) => {
                 line(
                     "convergence",
-                    format!("{} ({} clients over {} docs)", if c.converged { "ok" } else { "FAILED" }, c.clients_compared, c.documents),
+                    format!(
+                        "{} ({} clients over {} docs)",
+                        if c.converged { "ok" } else { "FAILED" },
+                        c.clients_compared,
+                        c.documents
+                    ),
                 );
-                line("loss", format!("{} ({} acknowledged inserts)", if c.no_loss { "ok" } else { "FAILED" }, c.acked_inserts));
+                line(
+                    "loss",
+                    format!(
+                        "{} ({} acknowledged inserts)",
+                        if c.no_loss { "ok" } else { "FAILED" },
+                        c.acked_inserts
+                    ),
+                );
                 for f in &c.failures {
                     line("  failure", f.clone());
                 }
@@ -416,7 +517,14 @@ impl Report {
         for r in &self.disconnect_reasons {
             line("  disconnect", r.clone());
         }
-        line("result", if self.passed() { "PASSED".into() } else { "FAILED".into() });
+        line(
+            "result",
+            if self.passed() {
+                "PASSED".into()
+            } else {
+                "FAILED".into()
+            },
+        );
         out
     }
 }

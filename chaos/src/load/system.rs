@@ -31,7 +31,12 @@ pub fn sample_process(pid: u32) -> io::Result<ProcSample> {
     let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the name, field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let per_s = clock_ticks_per_s();
     let cpu_s = (ticks(11) + ticks(12)) as f64 / per_s;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -42,13 +47,21 @@ pub fn sample_process(pid: u32) -> io::Result<ProcSample> {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    Ok(ProcSample { cpu_s, rss_bytes: kb("VmRSS:") * 1024, peak_rss_bytes: kb("VmHWM:") * 1024 })
+    Ok(ProcSample {
+        cpu_s,
+        rss_bytes: kb("VmRSS:") * 1024,
+        peak_rss_bytes: kb("VmHWM:") * 1024,
+    })
 }
 
 fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
 }
 
 /// CPU seconds (user + system) this process has used.
@@ -75,14 +88,20 @@ pub fn load_average() -> f64 {
 
 /// Raises the soft open-file limit to the hard limit; returns the limit now in force.
 pub fn raise_open_files_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit read and write the rlimit passed by pointer.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return 0;
         }
         if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 return raised.rlim_cur;
             }
@@ -96,7 +115,11 @@ pub fn raise_open_files_limit() -> u64 {
 pub struct Counted<S>(pub S);
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.0).poll_read(cx, buf);
         BYTES_IN.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
@@ -105,7 +128,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.0).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &result {
             BYTES_OUT.fetch_add(*n as u64, Ordering::Relaxed);

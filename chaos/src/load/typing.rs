@@ -29,8 +29,8 @@ const WORD_CHARS: (usize, usize) = (2, 9);
 /// Filler: code-like ASCII, plus a few characters of 2, 3 and 4 UTF-8 bytes (code points, not
 /// bytes or UTF-16 units, are what positions count).
 const FILLER: &[char] = &[
-    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'l', 'm', 'n', 'o', 'p', 'r', 's', 't', 'u', 'x', 'y', '_', '(',
-    ')', '{', '}', ';', '=', '.', ',', '0', '1', '2', 'é', 'λ', '→', '😀',
+    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'l', 'm', 'n', 'o', 'p', 'r', 's', 't', 'u', 'x',
+    'y', '_', '(', ')', '{', '}', ';', '=', '.', ',', '0', '1', '2', 'é', 'λ', '→', '😀',
 ];
 
 /// Relative weights of the kinds of edit.
@@ -51,17 +51,32 @@ pub struct Mix {
 impl Mix {
     /// Parses `chars=55,words=20,pastes=2,deletes=18,cursor=5` (missing kinds weigh 0).
     pub fn parse(text: &str) -> Result<Mix, String> {
-        let mut mix = Mix { chars: 0, words: 0, pastes: 0, deletes: 0, cursor_moves: 0 };
+        let mut mix = Mix {
+            chars: 0,
+            words: 0,
+            pastes: 0,
+            deletes: 0,
+            cursor_moves: 0,
+        };
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, weight) = part.split_once('=').ok_or_else(|| format!("'{part}' is not name=weight"))?;
-            let weight: u32 = weight.trim().parse().map_err(|_| format!("'{weight}' is not a whole number"))?;
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not name=weight"))?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{weight}' is not a whole number"))?;
             match name.trim() {
                 "chars" | "char" => mix.chars = weight,
                 "words" | "word" => mix.words = weight,
                 "pastes" | "paste" => mix.pastes = weight,
                 "deletes" | "delete" => mix.deletes = weight,
                 "cursor" | "cursors" | "moves" => mix.cursor_moves = weight,
-                other => return Err(format!("unknown edit kind '{other}' (chars, words, pastes, deletes, cursor)")),
+                other => {
+                    return Err(format!(
+                        "unknown edit kind '{other}' (chars, words, pastes, deletes, cursor)"
+                    ))
+                }
             }
         }
         if mix.chars + mix.words + mix.pastes + mix.deletes == 0 {
@@ -136,7 +151,8 @@ pub fn tokens_in(text: &str) -> Result<Vec<u64>, usize> {
         if is_first_half(c) {
             match chars.next() {
                 Some((_, d)) if is_second_half(d) => {
-                    let id = u64::from(c as u32 - TOKEN_FIRST) * TOKEN_HALF + u64::from(d as u32 - TOKEN_SECOND);
+                    let id = u64::from(c as u32 - TOKEN_FIRST) * TOKEN_HALF
+                        + u64::from(d as u32 - TOKEN_SECOND);
                     tokens.push(id);
                 }
                 _ => return Err(position),
@@ -190,11 +206,15 @@ pub fn insert_op(len: usize, at: usize, insert: String) -> Op {
 /// is none before; `None` if the cursor is surrounded by tokens or document edges.
 pub fn delete_op(text: &Rope, cursor: usize, n: usize) -> Option<(Op, usize)> {
     let len = text.len_chars();
-    let before = (0..n).take_while(|i| cursor > *i && !is_token_char(text.char(cursor - 1 - i))).count();
+    let before = (0..n)
+        .take_while(|i| cursor > *i && !is_token_char(text.char(cursor - 1 - i)))
+        .count();
     let (from, count) = if before > 0 {
         (cursor - before, before)
     } else {
-        let after = (0..n).take_while(|i| cursor + i < len && !is_token_char(text.char(cursor + i))).count();
+        let after = (0..n)
+            .take_while(|i| cursor + i < len && !is_token_char(text.char(cursor + i)))
+            .count();
         if after == 0 {
             return None;
         }
@@ -217,7 +237,14 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_splits_are_found() {
         let mut rng = SmallRng::seed_from_u64(1);
-        let ids = [0, 1, TOKEN_HALF - 1, TOKEN_HALF, 123_456_789, MAX_TOKENS - 1];
+        let ids = [
+            0,
+            1,
+            TOKEN_HALF - 1,
+            TOKEN_HALF,
+            123_456_789,
+            MAX_TOKENS - 1,
+        ];
         let text: String = ids.iter().map(|&id| insert_text(3, id, &mut rng)).collect();
         assert_eq!(tokens_in(&text), Ok(ids.to_vec()));
         let [a, _] = token_chars(5);
@@ -231,8 +258,14 @@ mod tests {
         assert_eq!(snap(&text, 3), 4);
         let (op, from) = delete_op(&text, 6, 8).expect("filler before the cursor");
         assert_eq!(from, 4);
-        assert_eq!(op.apply_to_str(&text.to_string()).map(|t| tokens_in(&t)), Ok(Ok(vec![7])));
-        assert!(delete_op(&text, 4, 3).is_some_and(|(_, from)| from == 4), "deletes forward after a token");
+        assert_eq!(
+            op.apply_to_str(&text.to_string()).map(|t| tokens_in(&t)),
+            Ok(Ok(vec![7]))
+        );
+        assert!(
+            delete_op(&text, 4, 3).is_some_and(|(_, from)| from == 4),
+            "deletes forward after a token"
+        );
         let only_token = Rope::from_str(&insert_text(0, 9, &mut rng));
         assert!(delete_op(&only_token, 2, 3).is_none());
     }
@@ -243,7 +276,9 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(3);
         let drawn: Vec<Action> = (0..500).map(|_| draw(&mix, &mut rng)).collect();
         assert!(drawn.contains(&Action::Insert(1)) && drawn.contains(&Action::MoveCursor));
-        assert!(drawn.iter().any(|a| matches!(a, Action::Insert(n) if *n >= PASTE_CHARS.0)));
+        assert!(drawn
+            .iter()
+            .any(|a| matches!(a, Action::Insert(n) if *n >= PASTE_CHARS.0)));
         assert!(drawn.iter().any(|a| matches!(a, Action::Delete(_))));
         assert!(Mix::parse("cursor=3").is_err() && Mix::parse("typos=3").is_err());
     }

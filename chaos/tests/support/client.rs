@@ -186,7 +186,13 @@ impl ClientHandle {
         let (stop, stop_rx) = watch::channel(false);
         let label = config.label.clone();
         let task = tokio::spawn(run(config, record.clone(), typing.clone(), stop_rx));
-        ClientHandle { label, record, typing, stop, task }
+        ClientHandle {
+            label,
+            record,
+            typing,
+            stop,
+            task,
+        }
     }
 
     /// Starts or stops typing (the client keeps following the documents either way).
@@ -259,7 +265,11 @@ struct DocState {
 
 impl DocState {
     fn view(&self) -> DocView {
-        DocView { rev: self.rev, open: self.phase == Phase::Open, settled: self.phase == Phase::Open && self.inflight.is_none() }
+        DocView {
+            rev: self.rev,
+            open: self.phase == Phase::Open,
+            settled: self.phase == Phase::Open && self.inflight.is_none(),
+        }
     }
 }
 
@@ -316,7 +326,9 @@ async fn run(
         if *stop.borrow() {
             break;
         }
-        let Some((mut ws, index)) = typist.connect(url_index, &mut stop).await else { break };
+        let Some((mut ws, index)) = typist.connect(url_index, &mut stop).await else {
+            break;
+        };
         url_index = index;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -351,7 +363,14 @@ async fn run(
         .iter()
         .map(|d| {
             let settled = d.phase == Phase::Open && d.inflight.is_none();
-            (d.doc.clone(), FinalDoc { rev: d.rev, text: d.text.clone(), settled })
+            (
+                d.doc.clone(),
+                FinalDoc {
+                    rev: d.rev,
+                    text: d.text.clone(),
+                    settled,
+                },
+            )
         })
         .collect()
 }
@@ -373,7 +392,11 @@ impl Typist {
     }
 
     /// Connects to the first URL that answers, starting at `start`; sends hello and opens.
-    async fn connect(&mut self, start: usize, stop: &mut watch::Receiver<bool>) -> Option<(Ws, usize)> {
+    async fn connect(
+        &mut self,
+        start: usize,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(Ws, usize)> {
         let deadline = Instant::now() + RECONNECT_DEADLINE;
         let n = self.config.urls.len();
         let mut k = 0;
@@ -384,9 +407,15 @@ impl Typist {
             let index = (start + k) % n;
             k += 1;
             let url = self.config.urls[index].clone();
-            if let Ok(Ok((mut ws, node))) = tokio::time::timeout(CONNECT_TIMEOUT, self.hello(&url)).await {
+            if let Ok(Ok((mut ws, node))) =
+                tokio::time::timeout(CONNECT_TIMEOUT, self.hello(&url)).await
+            {
                 self.node = node.clone();
-                self.rec().connections.push(ConnectionRecord { node, since: Instant::now(), ended: None });
+                self.rec().connections.push(ConnectionRecord {
+                    node,
+                    since: Instant::now(),
+                    ended: None,
+                });
                 let now = Instant::now();
                 for i in 0..self.docs.len() {
                     let d = &mut self.docs[i];
@@ -401,7 +430,10 @@ impl Typist {
                 }
             }
             if Instant::now() > deadline {
-                let what = format!("no node reachable for {RECONNECT_DEADLINE:?} (urls {:?})", self.config.urls);
+                let what = format!(
+                    "no node reachable for {RECONNECT_DEADLINE:?} (urls {:?})",
+                    self.config.urls
+                );
                 eprintln!("[{}] FATAL: {what}", self.config.label);
                 self.rec().fatal = Some(what);
                 return None;
@@ -416,10 +448,14 @@ impl Typist {
     }
 
     async fn hello(&mut self, url: &str) -> Result<(Ws, String), String> {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| e.to_string())?;
         let name = self.config.label.clone();
         let hello = json!({"type":"hello","client":self.client_id,"name":name,"color":"#61afef"});
-        ws.send(Message::text(hello.to_string())).await.map_err(|e| e.to_string())?;
+        ws.send(Message::text(hello.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(text))) => {
@@ -427,17 +463,24 @@ impl Typist {
                     if v["type"] != "welcome" {
                         return Err(format!("expected welcome, got {v}"));
                     }
-                    let id = v["client"].as_str().ok_or("welcome without client")?.to_owned();
+                    let id = v["client"]
+                        .as_str()
+                        .ok_or("welcome without client")?
+                        .to_owned();
                     if let Some(old) = &self.client_id {
                         if *old != id {
-                            self.violation(format!("resume changed the client id from {old} to {id}"));
+                            self.violation(format!(
+                                "resume changed the client id from {old} to {id}"
+                            ));
                         }
                     }
                     self.client_id = Some(id.clone());
                     self.rec().client_id = Some(id);
                     return Ok((ws, v["node"].as_str().unwrap_or_default().to_owned()));
                 }
-                Some(Ok(Message::Close(frame))) => return Err(format!("closed before welcome: {frame:?}")),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(format!("closed before welcome: {frame:?}"))
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("ended before welcome".into()),
@@ -478,7 +521,9 @@ impl Typist {
         d.resubmit_at = None;
         if let Some(f) = &mut d.inflight {
             f.last_sent = now;
-            self.out.push(json!({"type":"op","doc":d.doc,"rev":f.base_rev,"seq":f.seq,"op":wire(&f.sent_op)}));
+            self.out.push(
+                json!({"type":"op","doc":d.doc,"rev":f.base_rev,"seq":f.seq,"op":wire(&f.sent_op)}),
+            );
         }
     }
 
@@ -493,7 +538,10 @@ impl Typist {
                 continue;
             }
             if d.phase == Phase::Opening && now.duration_since(d.open_sent_at) > OPEN_STALL {
-                let what = format!("{}: no answer to open for {OPEN_STALL:?} (node {})", d.doc, self.node);
+                let what = format!(
+                    "{}: no answer to open for {OPEN_STALL:?} (node {})",
+                    d.doc, self.node
+                );
                 self.rec().stalls.push(what);
                 self.send_open(i, now);
                 continue;
@@ -505,7 +553,10 @@ impl Typist {
                 }
                 if let Some(f) = &d.inflight {
                     if d.resubmit_at.is_none() && now.duration_since(f.last_sent) > OP_STALL {
-                        let what = format!("{}: no answer to op seq {} for {OP_STALL:?} (node {})", d.doc, f.seq, self.node);
+                        let what = format!(
+                            "{}: no answer to op seq {} for {OP_STALL:?} (node {})",
+                            d.doc, f.seq, self.node
+                        );
                         self.rec().stalls.push(what);
                         self.docs[i].valid = false;
                         self.send_open(i, now);
@@ -521,7 +572,10 @@ impl Typist {
 
     /// Inserts a fresh token at a random token boundary.
     fn edit(&mut self, i: usize, now: Instant) {
-        let token = format!("{TOKEN_OPEN}{}.{}🎵{TOKEN_CLOSE}", self.config.label, self.next_token);
+        let token = format!(
+            "{TOKEN_OPEN}{}.{}🎵{TOKEN_CLOSE}",
+            self.config.label, self.next_token
+        );
         self.next_token += 1;
         let d = &self.docs[i];
         let mut boundaries = vec![0usize];
@@ -542,7 +596,8 @@ impl Typist {
         let d = &mut self.docs[i];
         let seq = d.next_seq;
         d.next_seq += 1;
-        self.out.push(json!({"type":"op","doc":d.doc,"rev":d.rev,"seq":seq,"op":wire(&op)}));
+        self.out
+            .push(json!({"type":"op","doc":d.doc,"rev":d.rev,"seq":seq,"op":wire(&op)}));
         d.inflight = Some(Inflight {
             seq,
             base_rev: d.rev,
@@ -646,7 +701,8 @@ impl Typist {
         }
         let me = self.client_id.clone().unwrap_or_default();
         for entry in ops {
-            let (Some(entry_rev), Some(client)) = (entry["rev"].as_u64(), entry["client"].as_str()) else {
+            let (Some(entry_rev), Some(client)) = (entry["rev"].as_u64(), entry["client"].as_str())
+            else {
                 self.violation(format!("a malformed entry in opened ops: {v}"));
                 return self.resync(i);
             };
@@ -655,7 +711,10 @@ impl Typist {
                 continue;
             }
             if entry_rev != d.rev + 1 {
-                self.violation(format!("a gap in opened ops: have rev {}, got {entry_rev}: {v}", d.rev));
+                self.violation(format!(
+                    "a gap in opened ops: have rev {}, got {entry_rev}: {v}",
+                    d.rev
+                ));
                 return self.resync(i);
             }
             let mine = client == me && d.inflight.is_some();
@@ -672,7 +731,9 @@ impl Typist {
         let d = &mut self.docs[i];
         if rev > d.rev {
             let have = d.rev;
-            self.violation(format!("opened ops end at {have} but opened says rev {rev}: {v}"));
+            self.violation(format!(
+                "opened ops end at {have} but opened says rev {rev}: {v}"
+            ));
             return self.resync(i);
         }
         if d.phase != Phase::Open {
@@ -689,13 +750,21 @@ impl Typist {
 
     /// Applies a server op to the server text; rebases the op in flight over it unless the op
     /// *is* the op in flight (then the caller resolves it).
-    fn apply_server_op(&mut self, i: usize, wire_op: &Value, rebase_inflight: bool) -> Result<(), String> {
+    fn apply_server_op(
+        &mut self,
+        i: usize,
+        wire_op: &Value,
+        rebase_inflight: bool,
+    ) -> Result<(), String> {
         let d = &mut self.docs[i];
         let len = d.text.chars().count();
         let op = parse_op(wire_op, len)?;
         if rebase_inflight {
             if let Some(f) = &mut d.inflight {
-                f.now_op = f.now_op.transform_over(&op).map_err(|e| format!("rebase in-flight op: {e}"))?;
+                f.now_op = f
+                    .now_op
+                    .transform_over(&op)
+                    .map_err(|e| format!("rebase in-flight op: {e}"))?;
             }
         }
         d.text = op.apply_to_str(&d.text).map_err(|e| e.to_string())?;
@@ -711,7 +780,9 @@ impl Typist {
         if !matches {
             let next_seq = d.next_seq;
             if seq >= next_seq {
-                return self.violation(format!("an ack for seq {seq}, never sent (next seq {next_seq}): {v}"));
+                return self.violation(format!(
+                    "an ack for seq {seq}, never sent (next seq {next_seq}): {v}"
+                ));
             }
             self.rec().duplicate_acks += 1;
             return;
@@ -732,7 +803,9 @@ impl Typist {
                     self.record_ack(i, f, rev, AckKind::Ack);
                 } else {
                     let have = d.rev;
-                    self.violation(format!("ack rev {rev} is not the next revision after {have}: {v}"));
+                    self.violation(format!(
+                        "ack rev {rev} is not the next revision after {have}: {v}"
+                    ));
                     self.record_ack(i, f, rev, AckKind::Ack);
                     self.resync(i);
                 }
@@ -760,7 +833,9 @@ impl Typist {
         };
         if rev != d.rev + 1 {
             let have = d.rev;
-            self.violation(format!("op broadcast rev {rev} is not the next revision after {have}: {v}"));
+            self.violation(format!(
+                "op broadcast rev {rev} is not the next revision after {have}: {v}"
+            ));
             return self.resync(i);
         }
         let mine = self.client_id.as_deref() == Some(client) && d.inflight.is_some();
@@ -806,9 +881,16 @@ impl Typist {
 /// Wall-clock time of day (UTC, to the microsecond), to line a client's event up with the
 /// nodes' logs.
 pub fn wall_clock() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let day_us = now.as_micros() % 86_400_000_000;
-    let (h, m, s, us) = (day_us / 3_600_000_000, day_us / 60_000_000 % 60, day_us / 1_000_000 % 60, day_us % 1_000_000);
+    let (h, m, s, us) = (
+        day_us / 3_600_000_000,
+        day_us / 60_000_000 % 60,
+        day_us / 1_000_000 % 60,
+        day_us % 1_000_000,
+    );
     format!("{h:02}:{m:02}:{s:02}.{us:06}Z")
 }
 
@@ -829,25 +911,42 @@ pub fn parse_op(wire: &Value, base_len: usize) -> Result<Op, String> {
 
 /// A one-shot reader: a fresh connection's snapshot of `doc` (retrying `unavailable` until
 /// `within` passes). Returns (rev, text, node name).
-pub async fn snapshot(url: &str, doc: &str, within: Duration) -> Result<(u64, String, String), String> {
+pub async fn snapshot(
+    url: &str,
+    doc: &str,
+    within: Duration,
+) -> Result<(u64, String, String), String> {
     let deadline = Instant::now() + within;
     let mut last = String::new();
     while Instant::now() < deadline {
-        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), snapshot_once(url, doc)).await {
+        match tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            snapshot_once(url, doc),
+        )
+        .await
+        {
             Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(e)) => last = e,
             Err(_) => last = "timed out".into(),
         }
         tokio::time::sleep(RETRY_PAUSE).await;
     }
-    Err(format!("no snapshot of {doc} from {url} within {within:?}: {last}"))
+    Err(format!(
+        "no snapshot of {doc} from {url} within {within:?}: {last}"
+    ))
 }
 
 async fn snapshot_once(url: &str, doc: &str) -> Result<(u64, String, String), String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| e.to_string())?;
     let hello = json!({"type":"hello","name":"observer"});
-    ws.send(Message::text(hello.to_string())).await.map_err(|e| e.to_string())?;
-    ws.send(Message::text(json!({"type":"open","doc":doc}).to_string())).await.map_err(|e| e.to_string())?;
+    ws.send(Message::text(hello.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
+    ws.send(Message::text(json!({"type":"open","doc":doc}).to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
     let mut node = String::new();
     loop {
         let msg = ws.next().await.ok_or("ended")?.map_err(|e| e.to_string())?;
@@ -870,11 +969,20 @@ async fn snapshot_once(url: &str, doc: &str) -> Result<(u64, String, String), St
 /// Opens each of `docs` on one connection to `url` and closes it again at once (so the
 /// per-connection limit of open documents does not apply), keeping `window` opens in flight;
 /// retries `unavailable`. Returns the node name of the connection.
-pub async fn open_and_close(url: &str, docs: &[String], window: usize, within: Duration) -> Result<String, String> {
+pub async fn open_and_close(
+    url: &str,
+    docs: &[String],
+    window: usize,
+    within: Duration,
+) -> Result<String, String> {
     let deadline = Instant::now() + within;
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| e.to_string())?;
     let hello = json!({"type":"hello","name":"placer"});
-    ws.send(Message::text(hello.to_string())).await.map_err(|e| e.to_string())?;
+    ws.send(Message::text(hello.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
     let mut node = String::new();
     let mut queue: std::collections::VecDeque<String> = docs.iter().cloned().collect();
     let mut in_flight = 0usize;
@@ -884,15 +992,24 @@ pub async fn open_and_close(url: &str, docs: &[String], window: usize, within: D
         while in_flight < window {
             let Some(doc) = queue.pop_front() else { break };
             waiting.insert(doc.clone());
-            ws.feed(Message::text(json!({"type":"open","doc":doc}).to_string())).await.map_err(|e| e.to_string())?;
-            ws.feed(Message::text(json!({"type":"close","doc":doc}).to_string())).await.map_err(|e| e.to_string())?;
+            ws.feed(Message::text(json!({"type":"open","doc":doc}).to_string()))
+                .await
+                .map_err(|e| e.to_string())?;
+            ws.feed(Message::text(json!({"type":"close","doc":doc}).to_string()))
+                .await
+                .map_err(|e| e.to_string())?;
             in_flight += 1;
         }
         ws.flush().await.map_err(|e| e.to_string())?;
         let left = deadline.saturating_duration_since(Instant::now());
         let msg = tokio::time::timeout(left, ws.next())
             .await
-            .map_err(|_| format!("{done} of {} documents opened in {within:?}; no answer for {waiting:?}", docs.len()))?
+            .map_err(|_| {
+                format!(
+                    "{done} of {} documents opened in {within:?}; no answer for {waiting:?}",
+                    docs.len()
+                )
+            })?
             .ok_or("ended")?
             .map_err(|e| e.to_string())?;
         let Message::Text(text) = msg else { continue };

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use super::client::{snapshot, AckRecord, ClientConfig, ClientHandle, FinalDoc, Record, TOKEN_CLOSE, TOKEN_OPEN};
+use super::client::{
+    snapshot, AckRecord, ClientConfig, ClientHandle, FinalDoc, Record, TOKEN_CLOSE, TOKEN_OPEN,
+};
 use super::procs::{Cluster, POLL_INTERVAL};
 
 /// How long clients may take to get every op acknowledged once typing stops (covers a failover
@@ -38,13 +40,20 @@ pub struct Verdict {
 impl Verdict {
     /// Every acknowledged insert of every client.
     pub fn acks(&self) -> Vec<AckRecord> {
-        self.records.iter().flat_map(|r| r.acks.iter().cloned()).collect()
+        self.records
+            .iter()
+            .flat_map(|r| r.acks.iter().cloned())
+            .collect()
     }
 
     /// One line per document for the test output.
     pub fn summary(&self) -> String {
         let resyncs: u32 = self.records.iter().map(|r| r.resyncs).sum();
-        let reconnects: usize = self.records.iter().map(|r| r.connections.len().saturating_sub(1)).sum();
+        let reconnects: usize = self
+            .records
+            .iter()
+            .map(|r| r.connections.len().saturating_sub(1))
+            .sum();
         let duplicate_acks: u32 = self.records.iter().map(|r| r.duplicate_acks).sum();
         let mut errors: BTreeMap<String, u32> = BTreeMap::new();
         for r in &self.records {
@@ -56,8 +65,13 @@ impl Verdict {
         for a in self.records.iter().flat_map(|r| r.acks.iter()) {
             *kinds.entry(format!("{:?}", a.kind)).or_default() += 1;
         }
-        let docs: Vec<String> =
-            self.docs.iter().map(|(d, (rev, tokens, acked))| format!("{d}: rev {rev}, {tokens} tokens, {acked} acked")).collect();
+        let docs: Vec<String> = self
+            .docs
+            .iter()
+            .map(|(d, (rev, tokens, acked))| {
+                format!("{d}: rev {rev}, {tokens} tokens, {acked} acked")
+            })
+            .collect();
         format!(
             "{}; reconnects {reconnects}, server resyncs {resyncs}, acks by kind {kinds:?}, duplicate acks {duplicate_acks}, errors {errors:?}",
             docs.join("; ")
@@ -68,7 +82,14 @@ impl Verdict {
 impl Fleet {
     /// `per_node` clients on each node (client k starts on node k mod n and fails over to the
     /// next ones), all editing all of `docs`.
-    pub fn spawn(cluster: &Cluster, tag: &str, per_node: usize, docs: &[String], edit_every: Duration, seed: u64) -> Fleet {
+    pub fn spawn(
+        cluster: &Cluster,
+        tag: &str,
+        per_node: usize,
+        docs: &[String],
+        edit_every: Duration,
+        seed: u64,
+    ) -> Fleet {
         let n = cluster.nodes.len();
         let clients = (0..per_node * n)
             .map(|k| {
@@ -81,7 +102,10 @@ impl Fleet {
                 })
             })
             .collect();
-        Fleet { clients, docs: docs.to_vec() }
+        Fleet {
+            clients,
+            docs: docs.to_vec(),
+        }
     }
 
     /// Starts or stops typing everywhere.
@@ -93,17 +117,29 @@ impl Fleet {
 
     /// Every acknowledged insert so far.
     pub fn acks(&self) -> Vec<AckRecord> {
-        self.clients.iter().flat_map(|c| c.with_record(|r| r.acks.clone())).collect()
+        self.clients
+            .iter()
+            .flat_map(|c| c.with_record(|r| r.acks.clone()))
+            .collect()
     }
 
     /// Polls until `condition` holds over all acks so far; panics after `within`.
-    pub async fn wait_for_acks(&self, what: &str, within: Duration, condition: impl Fn(&[AckRecord]) -> bool) {
+    pub async fn wait_for_acks(
+        &self,
+        what: &str,
+        within: Duration,
+        condition: impl Fn(&[AckRecord]) -> bool,
+    ) {
         let deadline = Instant::now() + within;
         loop {
             if condition(&self.acks()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}; {}", self.status());
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {within:?} waiting for {what}; {}",
+                self.status()
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
@@ -124,7 +160,11 @@ impl Fleet {
                 .flat_map(|c| {
                     let counts = c.with_record(|r| {
                         let mut counts: HashMap<String, usize> = HashMap::new();
-                        for a in r.acks.iter().filter(|a| since.is_none_or(|s| a.acked_at >= s)) {
+                        for a in r
+                            .acks
+                            .iter()
+                            .filter(|a| since.is_none_or(|s| a.acked_at >= s))
+                        {
                             *counts.entry(a.doc.clone()).or_default() += 1;
                         }
                         counts
@@ -139,7 +179,11 @@ impl Fleet {
             if behind.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "fewer than {n} acks after {within:?} for {behind:?}; {}", self.status());
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} acks after {within:?} for {behind:?}; {}",
+                self.status()
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
@@ -190,7 +234,11 @@ impl Fleet {
             if unsettled.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "not settled after {SETTLE_DEADLINE:?}: {unsettled:?}; {}", self.status());
+            assert!(
+                Instant::now() < deadline,
+                "not settled after {SETTLE_DEADLINE:?}: {unsettled:?}; {}",
+                self.status()
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
         let mut snapshots = BTreeMap::new();
@@ -210,7 +258,13 @@ impl Fleet {
                         snapshots
                             .iter()
                             .filter(|(d, (rev, _))| r.docs.get(*d).map(|v| v.rev) != Some(*rev))
-                            .map(|(d, (rev, _))| format!("{}/{d}: {:?} vs snapshot {rev}", c.label, r.docs.get(d).map(|v| v.rev)))
+                            .map(|(d, (rev, _))| {
+                                format!(
+                                    "{}/{d}: {:?} vs snapshot {rev}",
+                                    c.label,
+                                    r.docs.get(d).map(|v| v.rev)
+                                )
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -218,7 +272,11 @@ impl Fleet {
             if behind.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "clients not at the snapshot's revision: {behind:?}; {}", self.status());
+            assert!(
+                Instant::now() < deadline,
+                "clients not at the snapshot's revision: {behind:?}; {}",
+                self.status()
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
         let mut records = Vec::new();
@@ -244,9 +302,16 @@ impl Fleet {
                     ));
                 }
             }
-            let acked: Vec<&AckRecord> = records.iter().flat_map(|r| r.acks.iter()).filter(|a| a.doc == *doc).collect();
-            let sent: HashMap<&str, &str> =
-                records.iter().flat_map(|r| r.sent.iter()).map(|(t, d)| (t.as_str(), d.as_str())).collect();
+            let acked: Vec<&AckRecord> = records
+                .iter()
+                .flat_map(|r| r.acks.iter())
+                .filter(|a| a.doc == *doc)
+                .collect();
+            let sent: HashMap<&str, &str> = records
+                .iter()
+                .flat_map(|r| r.sent.iter())
+                .map(|(t, d)| (t.as_str(), d.as_str()))
+                .collect();
             let tokens = match parse_tokens(text) {
                 Ok(tokens) => tokens,
                 Err(e) => {
@@ -261,21 +326,39 @@ impl Fleet {
             let mut lost = Vec::new();
             for a in &acked {
                 if !counts.contains_key(a.token.as_str()) {
-                    lost.push(format!("{} (seq {}, acked rev {} via {} as {:?})", a.token, a.seq, a.rev, a.node, a.kind));
+                    lost.push(format!(
+                        "{} (seq {}, acked rev {} via {} as {:?})",
+                        a.token, a.seq, a.rev, a.node, a.kind
+                    ));
                 }
             }
-            let duplicated: Vec<String> = counts.iter().filter(|(_, n)| **n > 1).map(|(t, n)| format!("{t} ×{n}")).collect();
-            let unknown: Vec<&str> = counts.keys().filter(|t| sent.get(**t) != Some(&doc.as_str())).copied().collect();
+            let duplicated: Vec<String> = counts
+                .iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|(t, n)| format!("{t} ×{n}"))
+                .collect();
+            let unknown: Vec<&str> = counts
+                .keys()
+                .filter(|t| sent.get(**t) != Some(&doc.as_str()))
+                .copied()
+                .collect();
             if !lost.is_empty() {
-                problems.push(format!("{doc}: {} acknowledged inserts LOST: {lost:?}", lost.len()));
+                problems.push(format!(
+                    "{doc}: {} acknowledged inserts LOST: {lost:?}",
+                    lost.len()
+                ));
             }
             if !duplicated.is_empty() {
-                problems.push(format!("{doc}: {} inserts DUPLICATED: {duplicated:?}", duplicated.len()));
+                problems.push(format!(
+                    "{doc}: {} inserts DUPLICATED: {duplicated:?}",
+                    duplicated.len()
+                ));
             }
             if !unknown.is_empty() {
                 problems.push(format!("{doc}: tokens nobody sent to it: {unknown:?}"));
             }
-            let distinct_acked: std::collections::HashSet<&str> = acked.iter().map(|a| a.token.as_str()).collect();
+            let distinct_acked: std::collections::HashSet<&str> =
+                acked.iter().map(|a| a.token.as_str()).collect();
             verdict_docs.insert(doc.clone(), (*rev, tokens.len(), distinct_acked.len()));
         }
         for r in &records {
@@ -290,8 +373,17 @@ impl Fleet {
                 problems.push(format!("client {who}: gave up: {f}"));
             }
         }
-        let verdict = Verdict { docs: verdict_docs, records };
-        assert!(problems.is_empty(), "{} problems:\n  {}\n({})", problems.len(), problems.join("\n  "), verdict.summary());
+        let verdict = Verdict {
+            docs: verdict_docs,
+            records,
+        };
+        assert!(
+            problems.is_empty(),
+            "{} problems:\n  {}\n({})",
+            problems.len(),
+            problems.join("\n  "),
+            verdict.summary()
+        );
         verdict
     }
 }
@@ -302,10 +394,17 @@ pub fn parse_tokens(text: &str) -> Result<Vec<&str>, String> {
     let mut rest = text;
     while !rest.is_empty() {
         if !rest.starts_with(TOKEN_OPEN) {
-            return Err(format!("text outside tokens at byte {}: {:?}", text.len() - rest.len(), rest.chars().take(20).collect::<String>()));
+            return Err(format!(
+                "text outside tokens at byte {}: {:?}",
+                text.len() - rest.len(),
+                rest.chars().take(20).collect::<String>()
+            ));
         }
         let Some(end) = rest.find(TOKEN_CLOSE) else {
-            return Err(format!("an unterminated token: {:?}", rest.chars().take(20).collect::<String>()));
+            return Err(format!(
+                "an unterminated token: {:?}",
+                rest.chars().take(20).collect::<String>()
+            ));
         };
         let token = &rest[..end + TOKEN_CLOSE.len_utf8()];
         if token[TOKEN_OPEN.len_utf8()..].contains(TOKEN_OPEN) {
@@ -328,7 +427,11 @@ pub fn distribution_ms(values: &[Duration]) -> (u128, u128, u128) {
 }
 
 /// Time from `since` to the first ack of an op on `doc` (re)sent at or after `since`.
-pub fn first_ack_after(acks: &[AckRecord], doc: &str, since: Instant) -> Option<(Duration, AckRecord)> {
+pub fn first_ack_after(
+    acks: &[AckRecord],
+    doc: &str,
+    since: Instant,
+) -> Option<(Duration, AckRecord)> {
     acks.iter()
         .filter(|a| a.doc == doc && a.last_sent >= since && a.acked_at >= since)
         .min_by_key(|a| a.acked_at)
@@ -337,15 +440,25 @@ pub fn first_ack_after(acks: &[AckRecord], doc: &str, since: Instant) -> Option<
 
 /// For each client label and document: time from `since` to its first ack of an op (re)sent
 /// at or after `since`; the largest such time (how long until every client typed again).
-pub fn slowest_resume(records: &[Record], docs: &[String], since: Instant) -> Option<(Duration, String)> {
+pub fn slowest_resume(
+    records: &[Record],
+    docs: &[String],
+    since: Instant,
+) -> Option<(Duration, String)> {
     let mut slowest: Option<(Duration, String)> = None;
     for r in records {
         for doc in docs {
-            let who = format!("{}/{doc}", r.connections.last().map(|c| c.node.as_str()).unwrap_or("?"));
+            let who = format!(
+                "{}/{doc}",
+                r.connections.last().map(|c| c.node.as_str()).unwrap_or("?")
+            );
             let resumed = first_ack_after(&r.acks, doc, since).map(|(d, _)| d);
             let Some(resumed) = resumed else { continue };
             if slowest.as_ref().is_none_or(|(d, _)| resumed > *d) {
-                slowest = Some((resumed, format!("client {} on {who}", r.client_id.as_deref().unwrap_or("?"))));
+                slowest = Some((
+                    resumed,
+                    format!("client {} on {who}", r.client_id.as_deref().unwrap_or("?")),
+                ));
             }
         }
     }
@@ -353,8 +466,21 @@ pub fn slowest_resume(records: &[Record], docs: &[String], since: Instant) -> Op
 }
 
 /// The longest gap between consecutive acks on `doc` (any client) that overlaps [from, to].
-pub fn longest_ack_gap(acks: &[AckRecord], doc: &str, from: Instant, to: Instant) -> Option<Duration> {
-    let mut times: Vec<Instant> = acks.iter().filter(|a| a.doc == doc).map(|a| a.acked_at).collect();
+pub fn longest_ack_gap(
+    acks: &[AckRecord],
+    doc: &str,
+    from: Instant,
+    to: Instant,
+) -> Option<Duration> {
+    let mut times: Vec<Instant> = acks
+        .iter()
+        .filter(|a| a.doc == doc)
+        .map(|a| a.acked_at)
+        .collect();
     times.sort_unstable();
-    times.windows(2).filter(|w| w[1] >= from && w[0] <= to).map(|w| w[1] - w[0]).max()
+    times
+        .windows(2)
+        .filter(|w| w[1] >= from && w[0] <= to)
+        .map(|w| w[1] - w[0])
+        .max()
 }

@@ -49,11 +49,18 @@ const COOKIE: &str = "chaos-test-cookie";
 pub fn chorus_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("CHORUS_BIN").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        assert!(path.is_file(), "CHORUS_BIN={} is not a file", path.display());
+        assert!(
+            path.is_file(),
+            "CHORUS_BIN={} is not a file",
+            path.display()
+        );
         return path;
     }
     let exe = std::env::current_exe().expect("the test executable's path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("the test executable lives in target/<profile>/deps");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in target/<profile>/deps");
     let bin = profile_dir.join(format!("chorus{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
@@ -93,7 +100,12 @@ fn die_with_parent(command: &mut Command) {
 pub fn send_signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) with a pid of a child this harness started and has not reaped.
     let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
-    assert_eq!(rc, 0, "kill({pid}, {signal}) failed: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {signal}) failed: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// A `redis-server` child with its own directory, no persistence.
@@ -110,7 +122,16 @@ impl RedisServer {
         let port = free_port();
         let mut command = Command::new("redis-server");
         command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir)
             .arg("--logfile")
@@ -119,8 +140,13 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         die_with_parent(&mut command);
-        let child = command.spawn().expect("spawn redis-server (is Redis installed and on PATH?)");
-        let server = RedisServer { child: Some(child), port };
+        let child = command
+            .spawn()
+            .expect("spawn redis-server (is Redis installed and on PATH?)");
+        let server = RedisServer {
+            child: Some(child),
+            port,
+        };
         let deadline = Instant::now() + REDIS_START_DEADLINE;
         loop {
             if let Ok(mut conn) = Resp::connect(port).await {
@@ -130,14 +156,19 @@ impl RedisServer {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not answer PING in time");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not answer PING in time"
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
     /// A new connection.
     pub async fn connect(&self) -> Resp {
-        Resp::connect(self.port).await.expect("connect to the test redis-server")
+        Resp::connect(self.port)
+            .await
+            .expect("connect to the test redis-server")
     }
 }
 
@@ -218,7 +249,10 @@ impl Cluster {
     /// command line; waits until each is ready and all are live members.
     pub async fn start(test: &str, count: usize, extra_args: &[&str]) -> Cluster {
         let bin = chorus_bin();
-        let dir = tempfile::Builder::new().prefix(&format!("chorus-chaos-{test}-")).tempdir().expect("a temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("chorus-chaos-{test}-"))
+            .tempdir()
+            .expect("a temp dir");
         let redis = RedisServer::start(&dir.path().join("redis")).await;
         let prefix = format!("chaos:{test}:{:08x}:", rand::random::<u32>());
         let mut cluster = Cluster {
@@ -248,7 +282,11 @@ impl Cluster {
                 data_dir: base.join("data"),
                 log_path: cluster.dir().join(format!("n{i}.log")),
             };
-            cluster.nodes.push(NodeProc { spec, child: None, starts: 0 });
+            cluster.nodes.push(NodeProc {
+                spec,
+                child: None,
+                starts: 0,
+            });
         }
         for i in 0..count {
             cluster.spawn(i);
@@ -259,7 +297,11 @@ impl Cluster {
         let names: Vec<String> = cluster.nodes.iter().map(|n| n.spec.name.clone()).collect();
         cluster.wait_members(&names).await;
         cluster.wait_placement_settled().await;
-        eprintln!("[{test}] cluster up: redis :{}, nodes {:?}", cluster.redis.port, cluster.describe());
+        eprintln!(
+            "[{test}] cluster up: redis :{}, nodes {:?}",
+            cluster.redis.port,
+            cluster.describe()
+        );
         cluster
     }
 
@@ -269,7 +311,10 @@ impl Cluster {
 
     /// `name@http_port` of every node, for messages.
     pub fn describe(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| format!("{}@{}", n.spec.name, n.spec.http_port)).collect()
+        self.nodes
+            .iter()
+            .map(|n| format!("{}@{}", n.spec.name, n.spec.http_port))
+            .collect()
     }
 
     /// Name of node `i`.
@@ -298,10 +343,23 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        assert!(node.child.is_none(), "node {} is already running", node.spec.name);
+        assert!(
+            node.child.is_none(),
+            "node {} is already running",
+            node.spec.name
+        );
         std::fs::create_dir_all(&node.spec.data_dir).expect("create the data dir");
-        let mut log = OpenOptions::new().create(true).append(true).open(&node.spec.log_path).expect("open the node log");
-        let _ = writeln!(log, "===== chaos harness: start #{} of {} =====", node.starts + 1, node.spec.name);
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.spec.log_path)
+            .expect("open the node log");
+        let _ = writeln!(
+            log,
+            "===== chaos harness: start #{} of {} =====",
+            node.starts + 1,
+            node.spec.name
+        );
         let err_log: File = log.try_clone().expect("clone the log handle");
         let redis_url = format!("redis://127.0.0.1:{}/0", self.redis.port);
         let mut command = Command::new(&self.bin);
@@ -310,7 +368,14 @@ impl Cluster {
             .arg(format!("127.0.0.1:{}", node.spec.http_port))
             .arg("--data-dir")
             .arg(&node.spec.data_dir)
-            .args(["--node-name", &node.spec.name, "--redis", &redis_url, "--redis-key-prefix", &self.prefix])
+            .args([
+                "--node-name",
+                &node.spec.name,
+                "--redis",
+                &redis_url,
+                "--redis-key-prefix",
+                &self.prefix,
+            ])
             .arg("--cluster-listen")
             .arg(format!("127.0.0.1:{}", node.spec.cluster_port))
             .args(["--log", "info"])
@@ -321,7 +386,9 @@ impl Cluster {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err_log));
         die_with_parent(&mut command);
-        let child = command.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         node.child = Some(child);
         node.starts += 1;
     }
@@ -333,12 +400,21 @@ impl Cluster {
         let port = self.nodes[i].spec.http_port;
         loop {
             if let Some(status) = self.try_exit_status(i) {
-                panic!("node {} exited with {status} while starting; log:\n{}", self.name(i), self.log_tail(i, LOG_TAIL_LINES));
+                panic!(
+                    "node {} exited with {status} while starting; log:\n{}",
+                    self.name(i),
+                    self.log_tail(i, LOG_TAIL_LINES)
+                );
             }
             if http_status(port, "/readyz").await == Some(200) {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {} not ready in time; log:\n{}", self.name(i), self.log_tail(i, LOG_TAIL_LINES));
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready in time; log:\n{}",
+                self.name(i),
+                self.log_tail(i, LOG_TAIL_LINES)
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
@@ -348,11 +424,18 @@ impl Cluster {
         let deadline = Instant::now() + MEMBERS_DEADLINE;
         loop {
             let members = self.members().await;
-            let live: BTreeSet<&str> = members.iter().filter(|m| m.live && !m.draining).map(|m| m.node.as_str()).collect();
+            let live: BTreeSet<&str> = members
+                .iter()
+                .filter(|m| m.live && !m.draining)
+                .map(|m| m.node.as_str())
+                .collect();
             if names.iter().all(|n| live.contains(n.as_str())) {
                 return;
             }
-            assert!(Instant::now() < deadline, "members not all live in time: want {names:?}, have {members:?}");
+            assert!(
+                Instant::now() < deadline,
+                "members not all live in time: want {names:?}, have {members:?}"
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
@@ -361,14 +444,26 @@ impl Cluster {
     pub async fn members(&self) -> Vec<Member> {
         let mut conn = self.redis.connect().await;
         let key = format!("{}members", self.prefix);
-        let reply = conn.command(&["HGETALL", &key]).await.expect("HGETALL members");
+        let reply = conn
+            .command(&["HGETALL", &key])
+            .await
+            .expect("HGETALL members");
         let items = reply.items();
         let mut members = Vec::new();
         for pair in items.chunks(2) {
-            let (Some(incarnation), Some(record)) = (pair[0].text(), pair.get(1).and_then(Reply::text)) else { continue };
+            let (Some(incarnation), Some(record)) =
+                (pair[0].text(), pair.get(1).and_then(Reply::text))
+            else {
+                continue;
+            };
             let value: serde_json::Value = serde_json::from_str(&record).unwrap_or_default();
             let live_key = format!("{}live:{incarnation}", self.prefix);
-            let live = conn.command(&["EXISTS", &live_key]).await.expect("EXISTS").integer() == Some(1);
+            let live = conn
+                .command(&["EXISTS", &live_key])
+                .await
+                .expect("EXISTS")
+                .integer()
+                == Some(1);
             members.push(Member {
                 node: value["node"].as_str().unwrap_or_default().to_owned(),
                 incarnation,
@@ -384,7 +479,11 @@ impl Cluster {
     pub async fn liveness_exists(&self, incarnation: &str) -> bool {
         let mut conn = self.redis.connect().await;
         let key = format!("{}live:{incarnation}", self.prefix);
-        conn.command(&["EXISTS", &key]).await.expect("EXISTS").integer() == Some(1)
+        conn.command(&["EXISTS", &key])
+            .await
+            .expect("EXISTS")
+            .integer()
+            == Some(1)
     }
 
     /// The Redis key of a document's owner hash.
@@ -395,16 +494,28 @@ impl Cluster {
     /// The node name recorded as the owner of `doc` (None when unowned or released).
     pub async fn owner_of(&self, doc: &str) -> Option<String> {
         let mut conn = self.redis.connect().await;
-        let reply = conn.command(&["HGET", &self.owner_key(doc), "node"]).await.expect("HGET owner");
+        let reply = conn
+            .command(&["HGET", &self.owner_key(doc), "node"])
+            .await
+            .expect("HGET owner");
         reply.text().filter(|s| !s.is_empty())
     }
 
     /// Owners of many documents in one pipelined round trip.
     pub async fn owners_of(&self, docs: &[String]) -> Vec<Option<String>> {
         let mut conn = self.redis.connect().await;
-        let commands: Vec<Vec<String>> = docs.iter().map(|d| vec!["HGET".into(), self.owner_key(d), "node".into()]).collect();
-        let replies = conn.pipeline(&commands).await.expect("pipelined HGET owners");
-        replies.into_iter().map(|r| r.text().filter(|s| !s.is_empty())).collect()
+        let commands: Vec<Vec<String>> = docs
+            .iter()
+            .map(|d| vec!["HGET".into(), self.owner_key(d), "node".into()])
+            .collect();
+        let replies = conn
+            .pipeline(&commands)
+            .await
+            .expect("pipelined HGET owners");
+        replies
+            .into_iter()
+            .map(|r| r.text().filter(|s| !s.is_empty()))
+            .collect()
     }
 
     /// Waits until `doc` has an owner in Redis and returns its node index.
@@ -414,19 +525,27 @@ impl Cluster {
             if let Some(owner) = self.owner_of(doc).await {
                 return self.index_of(&owner);
             }
-            assert!(Instant::now() < deadline, "{doc} has no owner in Redis after {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{doc} has no owner in Redis after {within:?}"
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
     /// Process id of node `i` (panics if it is not running).
     pub fn pid(&self, i: usize) -> u32 {
-        self.nodes[i].pid().unwrap_or_else(|| panic!("node {} is not running", self.name(i)))
+        self.nodes[i]
+            .pid()
+            .unwrap_or_else(|| panic!("node {} is not running", self.name(i)))
     }
 
     /// `kill -9` node `i` and reap it; returns the instant just before the signal.
     pub fn kill9(&mut self, i: usize) -> Instant {
-        let mut child = self.nodes[i].child.take().unwrap_or_else(|| panic!("node {} is not running", self.name(i)));
+        let mut child = self.nodes[i]
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("node {} is not running", self.name(i)));
         let at = Instant::now();
         child.kill().expect("SIGKILL a chorus node");
         child.wait().expect("reap a chorus node");
@@ -443,7 +562,11 @@ impl Cluster {
     /// The exit status of node `i` if it has exited (reaping it).
     pub fn try_exit_status(&mut self, i: usize) -> Option<ExitStatus> {
         let node = &mut self.nodes[i];
-        let status = node.child.as_mut()?.try_wait().expect("try_wait on a chorus node")?;
+        let status = node
+            .child
+            .as_mut()?
+            .try_wait()
+            .expect("try_wait on a chorus node")?;
         node.child = None;
         Some(status)
     }
@@ -482,7 +605,10 @@ impl Cluster {
             .nodes
             .iter()
             .filter(|n| n.child.is_some())
-            .map(|n| Candidate { node: n.spec.name.clone(), incarnation: String::new() })
+            .map(|n| Candidate {
+                node: n.spec.name.clone(),
+                incarnation: String::new(),
+            })
             .collect();
         let owner = preferred_owner(doc, &candidates).expect("a running node");
         self.index_of(&owner.node)
@@ -492,28 +618,40 @@ impl Cluster {
     /// every router knows every running member and reaches it.
     pub async fn wait_placement_settled(&mut self) {
         let deadline = Instant::now() + PLACEMENT_DEADLINE;
-        let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].child.is_some()).collect();
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .collect();
         loop {
             self.probe_rounds += 1;
             let round = self.probe_rounds;
             let mut misplaced = Vec::new();
             for &i in &running {
-                let docs: Vec<String> = (0..PROBES_PER_NODE).map(|k| format!("probe/r{round}/via{i}-{k}")).collect();
-                if let Err(e) = open_and_close(&self.url(i), &docs, PROBES_PER_NODE, PLACEMENT_DEADLINE).await {
+                let docs: Vec<String> = (0..PROBES_PER_NODE)
+                    .map(|k| format!("probe/r{round}/via{i}-{k}"))
+                    .collect();
+                if let Err(e) =
+                    open_and_close(&self.url(i), &docs, PROBES_PER_NODE, PLACEMENT_DEADLINE).await
+                {
                     misplaced.push(format!("through {}: {e}", self.name(i)));
                     continue;
                 }
                 for (doc, owner) in docs.iter().zip(self.owners_of(&docs).await) {
                     let want = self.name(self.preferred(doc)).to_owned();
                     if owner.as_deref() != Some(want.as_str()) {
-                        misplaced.push(format!("{doc} via {} on {owner:?}, preferred {want}", self.name(i)));
+                        misplaced.push(format!(
+                            "{doc} via {} on {owner:?}, preferred {want}",
+                            self.name(i)
+                        ));
                     }
                 }
             }
             if misplaced.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "placement not settled after {PLACEMENT_DEADLINE:?}: {misplaced:?}");
+            assert!(
+                Instant::now() < deadline,
+                "placement not settled after {PLACEMENT_DEADLINE:?}: {misplaced:?}"
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
@@ -541,16 +679,26 @@ impl Drop for Cluster {
         }
         if std::env::var_os("CHORUS_CHAOS_KEEP").is_some() {
             if let Some(dir) = self.dir.take() {
-                eprintln!("CHORUS_CHAOS_KEEP: logs and data kept in {}", dir.keep().display());
+                eprintln!(
+                    "CHORUS_CHAOS_KEEP: logs and data kept in {}",
+                    dir.keep().display()
+                );
             }
         }
         if std::thread::panicking() {
             for i in 0..self.nodes.len() {
-                eprintln!("----- last lines of {} -----\n{}", self.name(i), self.log_tail(i, LOG_TAIL_LINES));
+                eprintln!(
+                    "----- last lines of {} -----\n{}",
+                    self.name(i),
+                    self.log_tail(i, LOG_TAIL_LINES)
+                );
             }
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
-                eprintln!("chaos test failed: logs and data kept in {}", kept.display());
+                eprintln!(
+                    "chaos test failed: logs and data kept in {}",
+                    kept.display()
+                );
             }
         }
     }
@@ -560,7 +708,8 @@ impl Drop for Cluster {
 pub async fn http_status(port: u16, path: &str) -> Option<u16> {
     let work = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut head = [0u8; 64];
         let mut got = 0;
@@ -574,5 +723,8 @@ pub async fn http_status(port: u16, path: &str) -> Option<u16> {
         let head = String::from_utf8_lossy(&head[..got]).into_owned();
         head.split_whitespace().nth(1)?.parse().ok()
     };
-    tokio::time::timeout(Duration::from_secs(2), work).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(2), work)
+        .await
+        .ok()
+        .flatten()
 }

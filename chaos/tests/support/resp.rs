@@ -61,14 +61,20 @@ impl Resp {
     pub async fn connect(port: u16) -> std::io::Result<Resp> {
         let stream = tokio::time::timeout(COMMAND_TIMEOUT, TcpStream::connect(("127.0.0.1", port)))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to redis"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to redis")
+            })??;
         stream.set_nodelay(true)?;
-        Ok(Resp { stream: BufReader::new(stream) })
+        Ok(Resp {
+            stream: BufReader::new(stream),
+        })
     }
 
     /// Sends one command and reads its reply.
     pub async fn command(&mut self, args: &[&str]) -> std::io::Result<Reply> {
-        let mut replies = self.pipeline(&[args.iter().map(|a| a.to_string()).collect()]).await?;
+        let mut replies = self
+            .pipeline(&[args.iter().map(|a| a.to_string()).collect()])
+            .await?;
         Ok(replies.remove(0))
     }
 
@@ -93,7 +99,9 @@ impl Resp {
         };
         tokio::time::timeout(COMMAND_TIMEOUT, work)
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "redis did not answer in time"))?
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "redis did not answer in time")
+            })?
     }
 }
 
@@ -105,17 +113,25 @@ async fn read_line(stream: &mut BufReader<TcpStream>) -> std::io::Result<String>
     let mut line = String::new();
     let n = stream.read_line(&mut line).await?;
     if n == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "redis closed the connection"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "redis closed the connection",
+        ));
     }
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Reads one reply; arrays recurse (boxed, since async recursion needs it).
-fn read_reply(stream: &mut BufReader<TcpStream>) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Reply>> + Send + '_>> {
+fn read_reply(
+    stream: &mut BufReader<TcpStream>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Reply>> + Send + '_>> {
     Box::pin(async move {
         let line = read_line(stream).await?;
         let (kind, rest) = line.split_at(1.min(line.len()));
-        let number = || rest.parse::<i64>().map_err(|_| protocol_error(format!("bad RESP line {line:?}")));
+        let number = || {
+            rest.parse::<i64>()
+                .map_err(|_| protocol_error(format!("bad RESP line {line:?}")))
+        };
         match kind {
             "+" => Ok(Reply::Simple(rest.to_owned())),
             "-" => Ok(Reply::Error(rest.to_owned())),

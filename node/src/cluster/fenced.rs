@@ -33,11 +33,20 @@ fn check(membership: &Membership) -> Result<(), StoreError> {
 
 #[async_trait::async_trait]
 impl Store for FencedStore {
-    async fn open(&self, doc: &DocId) -> Result<(Box<dyn DocumentStore>, StoredDocument), StoreError> {
+    async fn open(
+        &self,
+        doc: &DocId,
+    ) -> Result<(Box<dyn DocumentStore>, StoredDocument), StoreError> {
         check(&self.membership)?;
         let (inner, stored) = self.inner.open(doc).await?;
         check(&self.membership)?;
-        Ok((Box::new(FencedDocumentStore { inner, membership: self.membership.clone() }), stored))
+        Ok((
+            Box::new(FencedDocumentStore {
+                inner,
+                membership: self.membership.clone(),
+            }),
+            stored,
+        ))
     }
 }
 

@@ -55,7 +55,9 @@ pub struct Membership {
 }
 
 fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A fresh incarnation id: node name, start time, random bits.
@@ -98,7 +100,10 @@ impl Membership {
         });
         let redis = membership.redis.clone();
         let records: Vec<(String, String)> = redis
-            .query("read members", redis::cmd("HGETALL").arg(membership.members_key()))
+            .query(
+                "read members",
+                redis::cmd("HGETALL").arg(membership.members_key()),
+            )
             .await
             .context("reading cluster members from Redis")?;
         for (incarnation, record) in records {
@@ -106,11 +111,19 @@ impl Membership {
             if previous.is_some_and(|p| p.node == me.node) && incarnation != me.incarnation {
                 tracing::info!(%incarnation, "removing this node's previous incarnation");
                 let _: i64 = redis
-                    .query("remove old incarnation", redis::cmd("DEL").arg(Self::liveness_key(prefix, &incarnation)))
+                    .query(
+                        "remove old incarnation",
+                        redis::cmd("DEL").arg(Self::liveness_key(prefix, &incarnation)),
+                    )
                     .await
                     .context("removing the previous incarnation")?;
                 let _: i64 = redis
-                    .query("remove old member", redis::cmd("HDEL").arg(membership.members_key()).arg(&incarnation))
+                    .query(
+                        "remove old member",
+                        redis::cmd("HDEL")
+                            .arg(membership.members_key())
+                            .arg(&incarnation),
+                    )
                     .await
                     .context("removing the previous member record")?;
             }
@@ -128,11 +141,21 @@ impl Membership {
             )
             .await
             .context("creating the liveness key")?;
-        anyhow::ensure!(created.is_some(), "incarnation {} already exists in Redis", me.incarnation);
+        anyhow::ensure!(
+            created.is_some(),
+            "incarnation {} already exists in Redis",
+            me.incarnation
+        );
         membership.confirm(sent);
         let record = serde_json::to_string(&me).context("encoding the member record")?;
         let _: i64 = redis
-            .query("write member", redis::cmd("HSET").arg(membership.members_key()).arg(&me.incarnation).arg(record))
+            .query(
+                "write member",
+                redis::cmd("HSET")
+                    .arg(membership.members_key())
+                    .arg(&me.incarnation)
+                    .arg(record),
+            )
             .await
             .context("writing the member record")?;
         membership.refresh_members().await?;
@@ -147,13 +170,17 @@ impl Membership {
 
     /// This incarnation's id.
     pub fn incarnation(&self) -> String {
-        self.me.lock().map(|m| m.incarnation.clone()).unwrap_or_default()
+        self.me
+            .lock()
+            .map(|m| m.incarnation.clone())
+            .unwrap_or_default()
     }
 
     /// True while this node may serve documents (its lease is confirmed).
     pub fn is_live(&self) -> bool {
         !self.lost.load(Ordering::Acquire)
-            && (self.origin.elapsed().as_millis() as u64) < self.valid_until_ms.load(Ordering::Acquire)
+            && (self.origin.elapsed().as_millis() as u64)
+                < self.valid_until_ms.load(Ordering::Acquire)
     }
 
     /// Completes when the incarnation is lost for good (its key expired).
@@ -212,7 +239,10 @@ impl Membership {
     pub async fn refresh_members(&self) -> anyhow::Result<()> {
         let records: Vec<(String, String)> = self
             .redis
-            .query("read members", redis::cmd("HGETALL").arg(self.members_key()))
+            .query(
+                "read members",
+                redis::cmd("HGETALL").arg(self.members_key()),
+            )
             .await
             .context("reading members")?;
         let records: Vec<MemberInfo> = records
@@ -223,13 +253,23 @@ impl Membership {
         let mut live = Vec::new();
         for m in records {
             let key = Self::liveness_key(&self.prefix, &m.incarnation);
-            let alive: bool = self.redis.query("check liveness", redis::cmd("EXISTS").arg(key)).await?;
+            let alive: bool = self
+                .redis
+                .query("check liveness", redis::cmd("EXISTS").arg(key))
+                .await?;
             if alive {
                 live.push(m);
             } else {
                 // Dead for good (keys never come back): drop its record.
-                let _: Result<i64, _> =
-                    self.redis.query("drop dead member", redis::cmd("HDEL").arg(self.members_key()).arg(&m.incarnation)).await;
+                let _: Result<i64, _> = self
+                    .redis
+                    .query(
+                        "drop dead member",
+                        redis::cmd("HDEL")
+                            .arg(self.members_key())
+                            .arg(&m.incarnation),
+                    )
+                    .await;
             }
         }
         live.sort_by(|a, b| a.incarnation.cmp(&b.incarnation));
@@ -247,14 +287,22 @@ impl Membership {
     /// Marks this node as draining (takes no new documents).
     pub async fn set_draining(&self) -> anyhow::Result<()> {
         let me = {
-            let Ok(mut me) = self.me.lock() else { anyhow::bail!("membership state poisoned") };
+            let Ok(mut me) = self.me.lock() else {
+                anyhow::bail!("membership state poisoned")
+            };
             me.draining = true;
             me.clone()
         };
         let record = serde_json::to_string(&me)?;
         let _: i64 = self
             .redis
-            .query("mark draining", redis::cmd("HSET").arg(self.members_key()).arg(&me.incarnation).arg(record))
+            .query(
+                "mark draining",
+                redis::cmd("HSET")
+                    .arg(self.members_key())
+                    .arg(&me.incarnation)
+                    .arg(record),
+            )
             .await?;
         self.refresh_members().await
     }
@@ -265,10 +313,18 @@ impl Membership {
         self.valid_until_ms.store(0, Ordering::Release);
         let _: i64 = self
             .redis
-            .query("delete liveness key", redis::cmd("DEL").arg(Self::liveness_key(&self.prefix, &incarnation)))
+            .query(
+                "delete liveness key",
+                redis::cmd("DEL").arg(Self::liveness_key(&self.prefix, &incarnation)),
+            )
             .await?;
-        let _: i64 =
-            self.redis.query("delete member", redis::cmd("HDEL").arg(self.members_key()).arg(&incarnation)).await?;
+        let _: i64 = self
+            .redis
+            .query(
+                "delete member",
+                redis::cmd("HDEL").arg(self.members_key()).arg(&incarnation),
+            )
+            .await?;
         Ok(())
     }
 }

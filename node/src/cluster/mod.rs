@@ -85,7 +85,11 @@ pub async fn start_base(config: &Config, public_addr: SocketAddr) -> anyhow::Res
         wait_timeout_ms: c.redis_wait_timeout_ms,
         response_timeout_ms: c.redis_timeout_ms,
     };
-    let store = Arc::new(RedisStore::connect(settings).await.context("connecting the Redis store")?);
+    let store = Arc::new(
+        RedisStore::connect(settings)
+            .await
+            .context("connecting the Redis store")?,
+    );
 
     let listen = concrete_addr(c.cluster_listen)?;
     let server = NodeServer::new(
@@ -97,9 +101,17 @@ pub async fn start_base(config: &Config, public_addr: SocketAddr) -> anyhow::Res
         Some(ractor_cluster::node::NodeConnectionMode::Isolated),
     )
     .with_listen_addr(listen.ip());
-    let (node_server, _) = Actor::spawn(None, server, ()).await.context("starting the cluster listener")?;
-    let cluster_addr = c.cluster_advertise.clone().unwrap_or_else(|| listen.to_string());
-    let public_url = c.public_url.clone().unwrap_or_else(|| format!("ws://{public_addr}/ws"));
+    let (node_server, _) = Actor::spawn(None, server, ())
+        .await
+        .context("starting the cluster listener")?;
+    let cluster_addr = c
+        .cluster_advertise
+        .clone()
+        .unwrap_or_else(|| listen.to_string());
+    let public_url = c
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("ws://{public_addr}/ws"));
     let me = MemberInfo {
         node: config.node_name.clone(),
         incarnation: incarnation.clone(),
@@ -117,11 +129,21 @@ pub async fn start_base(config: &Config, public_addr: SocketAddr) -> anyhow::Res
     .await
     .context("joining the cluster")?;
     tracing::info!(%incarnation, %cluster_addr, "joined the cluster");
-    Ok(ClusterBase { incarnation, store, membership, node_server, cluster_addr })
+    Ok(ClusterBase {
+        incarnation,
+        store,
+        membership,
+        node_server,
+        cluster_addr,
+    })
 }
 
 /// Starts the router and its endpoint once the document supervisor runs.
-pub async fn start_router(config: &Config, base: ClusterBase, documents: ActorRef<SupervisorMsg>) -> anyhow::Result<Cluster> {
+pub async fn start_router(
+    config: &Config,
+    base: ClusterBase,
+    documents: ActorRef<SupervisorMsg>,
+) -> anyhow::Result<Cluster> {
     let c = &config.cluster;
     let decode_errors = Arc::new(AtomicU64::new(0));
     let me = MemberInfo {
@@ -137,7 +159,9 @@ pub async fn start_router(config: &Config, base: ClusterBase, documents: ActorRe
         RouterArgs {
             me,
             store: base.store.clone(),
-            local: LocalDirectory { supervisor: documents },
+            local: LocalDirectory {
+                supervisor: documents,
+            },
             membership: base.membership.clone(),
             node_server: base.node_server.clone(),
             heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
@@ -151,13 +175,22 @@ pub async fn start_router(config: &Config, base: ClusterBase, documents: ActorRe
     let (endpoint, _) = Actor::spawn(
         None,
         RouterEndpoint,
-        EndpointArgs { router: router.clone(), decode_errors: decode_errors.clone() },
+        EndpointArgs {
+            router: router.clone(),
+            decode_errors: decode_errors.clone(),
+        },
     )
     .await
     .context("starting the router endpoint")?;
     ractor::pg::join(endpoint_group(&base.incarnation), vec![endpoint.get_cell()]);
     let renewal = tokio::spawn(base.membership.clone().run());
-    Ok(Cluster { base, router, endpoint, decode_errors, renewal })
+    Ok(Cluster {
+        base,
+        router,
+        endpoint,
+        decode_errors,
+        renewal,
+    })
 }
 
 impl Cluster {

@@ -31,9 +31,11 @@ fn weight(doc: &str, node: &str) -> u64 {
 /// The preferred owner of `doc` among `candidates` (by node name, so an owner keeps its
 /// documents across restarts); `None` when there is no candidate.
 pub fn preferred_owner<'a>(doc: &str, candidates: &'a [Candidate]) -> Option<&'a Candidate> {
-    candidates
-        .iter()
-        .max_by(|a, b| weight(doc, &a.node).cmp(&weight(doc, &b.node)).then_with(|| a.node.cmp(&b.node)))
+    candidates.iter().max_by(|a, b| {
+        weight(doc, &a.node)
+            .cmp(&weight(doc, &b.node))
+            .then_with(|| a.node.cmp(&b.node))
+    })
 }
 
 #[cfg(test)]
@@ -41,7 +43,13 @@ mod tests {
     use super::*;
 
     fn nodes(names: &[&str]) -> Vec<Candidate> {
-        names.iter().map(|n| Candidate { node: (*n).into(), incarnation: format!("{n}-1") }).collect()
+        names
+            .iter()
+            .map(|n| Candidate {
+                node: (*n).into(),
+                incarnation: format!("{n}-1"),
+            })
+            .collect()
     }
 
     #[test]
@@ -50,7 +58,10 @@ mod tests {
         let mut counts = [0usize; 3];
         for i in 0..1000 {
             let owner = preferred_owner(&format!("doc-{i}.rs"), &members).expect("a member");
-            let index = members.iter().position(|m| m == owner).expect("from the list");
+            let index = members
+                .iter()
+                .position(|m| m == owner)
+                .expect("from the list");
             counts[index] += 1;
         }
         println!("distribution of 1000 documents over 3 nodes: {counts:?}");
@@ -69,7 +80,11 @@ mod tests {
             let before = preferred_owner(&doc, &three).map(|c| c.node.clone());
             let after = preferred_owner(&doc, &four).map(|c| c.node.clone());
             if before != after {
-                assert_eq!(after.as_deref(), Some("node-d"), "only moves to the new node");
+                assert_eq!(
+                    after.as_deref(),
+                    Some("node-d"),
+                    "only moves to the new node"
+                );
                 moved += 1;
             }
         }

@@ -18,13 +18,13 @@ use chorus_actors::document::ConnId;
 use chorus_actors::ids::{ClientId, DocId};
 use chorus_actors::ot::RawOp;
 use chorus_actors::outbound::{Outbound, OutboundReceiver, Outgoing};
-use chorus_actors::routing::{DocRoute, Directory, LocalDirectory, RemoteDoc, SubscriberEvents};
+use chorus_actors::routing::{Directory, DocRoute, LocalDirectory, RemoteDoc, SubscriberEvents};
 use chorus_actors::store::redis::RedisStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::NodeServerMessage;
 use tokio::sync::watch;
 
-use super::membership::{Membership, MemberInfo};
+use super::membership::{MemberInfo, Membership};
 use super::placement::{preferred_owner, Candidate};
 use super::wire::{raw_op_from_json, raw_op_to_json, Refusal, Wire, MAX_FRAMES_PER_MESSAGE};
 
@@ -52,7 +52,10 @@ pub fn endpoint_group(incarnation: &str) -> String {
 }
 
 fn endpoint_of(incarnation: &str) -> Option<ActorRef<Vec<u8>>> {
-    ractor::pg::get_members(&endpoint_group(incarnation)).into_iter().next().map(ActorRef::from)
+    ractor::pg::get_members(&endpoint_group(incarnation))
+        .into_iter()
+        .next()
+        .map(ActorRef::from)
 }
 
 fn send_to(incarnation: &str, wire: &Wire) -> bool {
@@ -252,7 +255,11 @@ impl Actor for Router {
     type State = RouterState;
     type Arguments = RouterArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: RouterArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: RouterArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(args.heartbeat_interval, || RouterMsg::Tick);
         let members = args.membership.members();
         Ok(RouterState {
@@ -270,9 +277,19 @@ impl Actor for Router {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RouterMsg::Open { doc, subscription, since, reply } => {
+            RouterMsg::Open {
+                doc,
+                subscription,
+                since,
+                reply,
+            } => {
                 let request = state.next_request;
                 state.next_request += 1;
                 state.pending.insert(
@@ -294,7 +311,14 @@ impl Actor for Router {
             RouterMsg::RetryOpen { request } => state.attempt_open(&myself, request).await,
             RouterMsg::Close { doc, conn } => {
                 if let Some(sub) = state.origin_subs.remove(&(doc.clone(), conn)) {
-                    send_to(&sub.owner, &Wire::Close { from: state.me(), conn, doc: doc.to_string() });
+                    send_to(
+                        &sub.owner,
+                        &Wire::Close {
+                            from: state.me(),
+                            conn,
+                            doc: doc.to_string(),
+                        },
+                    );
                     // Keep the connection's queue: frames the owner sent before it sees the
                     // close are still on their way (among them the `opened` of an open that
                     // was closed at once: its OpenResult can overtake it). The entry goes
@@ -303,34 +327,86 @@ impl Actor for Router {
                     state.args.local.close(doc, conn);
                 }
             }
-            RouterMsg::RemoteSubmit { owner, doc, conn, seq, rev, op } => {
-                let wire = Wire::Submit { from: state.me(), conn, doc: doc.to_string(), seq, rev, op: raw_op_to_json(&op) };
+            RouterMsg::RemoteSubmit {
+                owner,
+                doc,
+                conn,
+                seq,
+                rev,
+                op,
+            } => {
+                let wire = Wire::Submit {
+                    from: state.me(),
+                    conn,
+                    doc: doc.to_string(),
+                    seq,
+                    rev,
+                    op: raw_op_to_json(&op),
+                };
                 if !send_to(&owner, &wire) {
                     state.origin_lost(&doc, conn, "the owner node is unreachable");
                 }
             }
-            RouterMsg::RemoteCursor { owner, doc, conn, rev, ranges } => {
-                let wire = Wire::Cursor { from: state.me(), conn, doc: doc.to_string(), rev, ranges };
+            RouterMsg::RemoteCursor {
+                owner,
+                doc,
+                conn,
+                rev,
+                ranges,
+            } => {
+                let wire = Wire::Cursor {
+                    from: state.me(),
+                    conn,
+                    doc: doc.to_string(),
+                    rev,
+                    ranges,
+                };
                 send_to(&owner, &wire);
             }
             RouterMsg::Peer(wire) => state.handle_peer(&myself, wire).await,
             RouterMsg::Tick => state.tick(&myself),
-            RouterMsg::ProxyRestarted { from, conn, doc, actor } => {
+            RouterMsg::ProxyRestarted {
+                from,
+                conn,
+                doc,
+                actor,
+            } => {
                 if let Some(proxy) = state.proxies.get_mut(&(from, conn)) {
                     proxy.docs.insert(doc, actor);
                 }
             }
-            RouterMsg::ProxyLost { from, conn, doc, reason } => {
+            RouterMsg::ProxyLost {
+                from,
+                conn,
+                doc,
+                reason,
+            } => {
                 if let Some(proxy) = state.proxies.get_mut(&(from.clone(), conn)) {
                     proxy.docs.remove(&doc);
                 }
-                send_to(&from, &Wire::Lost { from: state.me(), conn, doc: doc.to_string(), reason });
+                send_to(
+                    &from,
+                    &Wire::Lost {
+                        from: state.me(),
+                        conn,
+                        doc: doc.to_string(),
+                        reason,
+                    },
+                );
             }
             RouterMsg::ProxyGone { from, conn } => {
                 if let Some(proxy) = state.proxies.remove(&(from.clone(), conn)) {
                     for doc in proxy.docs.keys() {
                         state.args.local.close(doc.clone(), proxy.local_conn);
-                        send_to(&from, &Wire::Lost { from: state.me(), conn, doc: doc.to_string(), reason: "connection too slow".into() });
+                        send_to(
+                            &from,
+                            &Wire::Lost {
+                                from: state.me(),
+                                conn,
+                                doc: doc.to_string(),
+                                reason: "connection too slow".into(),
+                            },
+                        );
                     }
                     proxy.forwarder.abort();
                 }
@@ -344,14 +420,28 @@ impl Actor for Router {
                     .collect();
                 for (doc, owner) in remote {
                     state.origin_subs.remove(&(doc.clone(), conn));
-                    send_to(&owner, &Wire::Close { from: state.me(), conn, doc: doc.to_string() });
+                    send_to(
+                        &owner,
+                        &Wire::Close {
+                            from: state.me(),
+                            conn,
+                            doc: doc.to_string(),
+                        },
+                    );
                 }
                 state.forget_origin_conn(conn);
                 state.args.local.connection_gone(conn);
             }
-            RouterMsg::ReapProxy { from, conn, local_conn, generation } => {
+            RouterMsg::ReapProxy {
+                from,
+                conn,
+                local_conn,
+                generation,
+            } => {
                 let idle = state.proxies.get(&(from.clone(), conn)).is_some_and(|p| {
-                    p.local_conn == local_conn && p.idle_generation == generation && p.docs.is_empty()
+                    p.local_conn == local_conn
+                        && p.idle_generation == generation
+                        && p.docs.is_empty()
                 });
                 if idle {
                     state.drop_proxy(&from, conn);
@@ -381,7 +471,10 @@ impl RouterState {
     }
 
     fn is_member(&self, incarnation: &str) -> bool {
-        self.members.borrow().iter().any(|m| m.incarnation == incarnation)
+        self.members
+            .borrow()
+            .iter()
+            .any(|m| m.incarnation == incarnation)
     }
 
     fn candidates(&self) -> Vec<Candidate> {
@@ -393,10 +486,15 @@ impl RouterState {
                 if m.incarnation == self.args.me.incarnation {
                     !self.leaving
                 } else {
-                    self.peers.get(&m.incarnation).is_some_and(|p| !p.failed && !p.draining)
+                    self.peers
+                        .get(&m.incarnation)
+                        .is_some_and(|p| !p.failed && !p.draining)
                 }
             })
-            .map(|m| Candidate { node: m.node.clone(), incarnation: m.incarnation.clone() })
+            .map(|m| Candidate {
+                node: m.node.clone(),
+                incarnation: m.incarnation.clone(),
+            })
             .collect()
     }
 
@@ -412,7 +510,10 @@ impl RouterState {
             if self.is_member(&owner.incarnation) {
                 return match self.peers.get(&owner.incarnation) {
                     Some(p) if !p.failed => Target::Remote(owner.incarnation),
-                    _ => Target::Wait(format!("owner {} is not reachable; waiting for its lease", owner.node)),
+                    _ => Target::Wait(format!(
+                        "owner {} is not reachable; waiting for its lease",
+                        owner.node
+                    )),
                 };
             }
         }
@@ -424,11 +525,16 @@ impl RouterState {
     }
 
     async fn attempt_open(&mut self, myself: &ActorRef<RouterMsg>, request: u64) {
-        let Some(pending) = self.pending.get_mut(&request) else { return };
+        let Some(pending) = self.pending.get_mut(&request) else {
+            return;
+        };
         let forced = pending.redirect_to.take();
         if Instant::now() > pending.deadline || pending.redirects > MAX_REDIRECTS {
             if let Some(p) = self.pending.remove(&request) {
-                let reason = format!("no node could serve the document in time ({})", p.last_reason);
+                let reason = format!(
+                    "no node could serve the document in time ({})",
+                    p.last_reason
+                );
                 let _ = p.reply.send(Err(OpenRefused::Unavailable(reason)));
             }
             return;
@@ -441,22 +547,32 @@ impl RouterState {
         };
         match target {
             Target::Local => {
-                let Some(p) = self.pending.get(&request) else { return };
-                let opened = self.args.local.open(doc.clone(), p.subscription.clone(), p.since).await;
+                let Some(p) = self.pending.get(&request) else {
+                    return;
+                };
+                let opened = self
+                    .args
+                    .local
+                    .open(doc.clone(), p.subscription.clone(), p.since)
+                    .await;
                 match opened {
                     Ok(route) => {
                         if let Some(p) = self.pending.remove(&request) {
                             let _ = p.reply.send(Ok(route));
                         }
                     }
-                    Err(OpenRefused::OwnedElsewhere { node, incarnation }) if self.is_member(&incarnation) => {
+                    Err(OpenRefused::OwnedElsewhere { node, incarnation })
+                        if self.is_member(&incarnation) =>
+                    {
                         self.redirect(myself, request, incarnation, format!("owned by {node}"));
                     }
                     Err(refused) => self.retry_later(myself, request, refused.to_string()),
                 }
             }
             Target::Remote(incarnation) => {
-                let Some(p) = self.pending.get_mut(&request) else { return };
+                let Some(p) = self.pending.get_mut(&request) else {
+                    return;
+                };
                 let sub = &p.subscription;
                 let wire = Wire::Open {
                     from: self.args.me.incarnation.clone(),
@@ -473,7 +589,11 @@ impl RouterState {
                 p.asked = Some(incarnation.clone());
                 self.origin_conns.insert(conn, outbound);
                 if !send_to(&incarnation, &wire) {
-                    self.retry_later(myself, request, "the owner's router is not connected".into());
+                    self.retry_later(
+                        myself,
+                        request,
+                        "the owner's router is not connected".into(),
+                    );
                 }
             }
             Target::Wait(reason) => self.retry_later(myself, request, reason),
@@ -489,7 +609,13 @@ impl RouterState {
     }
 
     /// Asks the named owner directly on the next attempt.
-    fn redirect(&mut self, myself: &ActorRef<RouterMsg>, request: u64, incarnation: String, reason: String) {
+    fn redirect(
+        &mut self,
+        myself: &ActorRef<RouterMsg>,
+        request: u64,
+        incarnation: String,
+        reason: String,
+    ) {
         if let Some(p) = self.pending.get_mut(&request) {
             p.redirects += 1;
             p.last_reason = reason;
@@ -500,7 +626,9 @@ impl RouterState {
     }
 
     fn forget_origin_conn(&mut self, conn: ConnId) {
-        if !self.origin_subs.keys().any(|(_, c)| *c == conn) && !self.pending.values().any(|p| p.subscription.conn == conn) {
+        if !self.origin_subs.keys().any(|(_, c)| *c == conn)
+            && !self.pending.values().any(|p| p.subscription.conn == conn)
+        {
             self.origin_conns.remove(&conn);
         }
     }
@@ -515,7 +643,13 @@ impl RouterState {
     async fn handle_peer(&mut self, myself: &ActorRef<RouterMsg>, wire: Wire) {
         match wire {
             Wire::Heartbeat { from, nonce } => {
-                send_to(&from, &Wire::HeartbeatAck { from: self.me(), nonce });
+                send_to(
+                    &from,
+                    &Wire::HeartbeatAck {
+                        from: self.me(),
+                        nonce,
+                    },
+                );
             }
             Wire::HeartbeatAck { from, .. } => {
                 if let Some(peer) = self.peers.get_mut(&from) {
@@ -531,33 +665,77 @@ impl RouterState {
                     peer.draining = true;
                 }
             }
-            Wire::Open { from, request, conn, doc, client, name, color, since } => {
-                let refused = self.open_for_peer(myself, &from, conn, &doc, &client, name, color, since).await;
-                send_to(&from, &Wire::OpenResult { from: self.me(), request, refused });
+            Wire::Open {
+                from,
+                request,
+                conn,
+                doc,
+                client,
+                name,
+                color,
+                since,
+            } => {
+                let refused = self
+                    .open_for_peer(myself, &from, conn, &doc, &client, name, color, since)
+                    .await;
+                send_to(
+                    &from,
+                    &Wire::OpenResult {
+                        from: self.me(),
+                        request,
+                        refused,
+                    },
+                );
             }
-            Wire::OpenResult { from, request, refused } => {
+            Wire::OpenResult {
+                from,
+                request,
+                refused,
+            } => {
                 let asked = self.pending.get(&request).and_then(|p| p.asked.clone());
                 if asked.as_deref() != Some(from.as_str()) {
                     return;
                 }
                 match refused {
                     None => {
-                        let Some(p) = self.pending.remove(&request) else { return };
-                        let node = self.peers.get(&from).map(|p| p.info.node.clone()).unwrap_or_default();
+                        let Some(p) = self.pending.remove(&request) else {
+                            return;
+                        };
+                        let node = self
+                            .peers
+                            .get(&from)
+                            .map(|p| p.info.node.clone())
+                            .unwrap_or_default();
                         self.origin_subs.insert(
                             (p.doc.clone(), p.subscription.conn),
-                            OriginSub { owner: from.clone(), events: p.subscription.events.clone() },
+                            OriginSub {
+                                owner: from.clone(),
+                                events: p.subscription.events.clone(),
+                            },
                         );
-                        let route = RemoteDocHandle { router: myself.clone(), owner: from, node, doc: p.doc.clone() };
+                        let route = RemoteDocHandle {
+                            router: myself.clone(),
+                            owner: from,
+                            node,
+                            doc: p.doc.clone(),
+                        };
                         let _ = p.reply.send(Ok(DocRoute::Remote(Arc::new(route))));
                     }
-                    Some(Refusal::OwnedElsewhere { node, incarnation }) if self.is_member(&incarnation) => {
+                    Some(Refusal::OwnedElsewhere { node, incarnation })
+                        if self.is_member(&incarnation) =>
+                    {
                         self.redirect(myself, request, incarnation, format!("owned by {node}"));
                     }
                     Some(Refusal::OwnedElsewhere { node, .. }) => {
-                        self.retry_later(myself, request, format!("owned by {node}, which is not live"));
+                        self.retry_later(
+                            myself,
+                            request,
+                            format!("owned by {node}, which is not live"),
+                        );
                     }
-                    Some(Refusal::Unavailable { reason }) => self.retry_later(myself, request, reason),
+                    Some(Refusal::Unavailable { reason }) => {
+                        self.retry_later(myself, request, reason)
+                    }
                 }
             }
             Wire::Close { from, conn, doc } => {
@@ -571,33 +749,83 @@ impl RouterState {
                         proxy.idle_generation += 1;
                         let (local_conn, generation) = (proxy.local_conn, proxy.idle_generation);
                         let (from, conn) = key;
-                        myself.send_after(PROXY_LINGER, move || RouterMsg::ReapProxy { from, conn, local_conn, generation });
+                        myself.send_after(PROXY_LINGER, move || RouterMsg::ReapProxy {
+                            from,
+                            conn,
+                            local_conn,
+                            generation,
+                        });
                     }
                 }
             }
             Wire::ConnectionGone { from, conn } => self.drop_proxy(&from, conn),
-            Wire::Submit { from, conn, doc, seq, rev, op } => {
-                let actor = DocId::parse(&doc)
-                    .ok()
-                    .and_then(|d| self.proxies.get(&(from.clone(), conn)).and_then(|p| p.docs.get(&d).map(|a| (a.clone(), p.local_conn))));
+            Wire::Submit {
+                from,
+                conn,
+                doc,
+                seq,
+                rev,
+                op,
+            } => {
+                let actor = DocId::parse(&doc).ok().and_then(|d| {
+                    self.proxies
+                        .get(&(from.clone(), conn))
+                        .and_then(|p| p.docs.get(&d).map(|a| (a.clone(), p.local_conn)))
+                });
                 match actor {
                     Some((actor, local_conn)) => {
                         let op = raw_op_from_json(op);
-                        if actor.cast(DocumentMsg::Submit { conn: local_conn, seq, rev, op }).is_err() {
-                            send_to(&from, &Wire::Lost { from: self.me(), conn, doc, reason: "the document restarted".into() });
+                        if actor
+                            .cast(DocumentMsg::Submit {
+                                conn: local_conn,
+                                seq,
+                                rev,
+                                op,
+                            })
+                            .is_err()
+                        {
+                            send_to(
+                                &from,
+                                &Wire::Lost {
+                                    from: self.me(),
+                                    conn,
+                                    doc,
+                                    reason: "the document restarted".into(),
+                                },
+                            );
                         }
                     }
                     None => {
-                        send_to(&from, &Wire::Lost { from: self.me(), conn, doc, reason: "the document is not open here".into() });
+                        send_to(
+                            &from,
+                            &Wire::Lost {
+                                from: self.me(),
+                                conn,
+                                doc,
+                                reason: "the document is not open here".into(),
+                            },
+                        );
                     }
                 }
             }
-            Wire::Cursor { from, conn, doc, rev, ranges } => {
-                let actor = DocId::parse(&doc)
-                    .ok()
-                    .and_then(|d| self.proxies.get(&(from, conn)).and_then(|p| p.docs.get(&d).map(|a| (a.clone(), p.local_conn))));
+            Wire::Cursor {
+                from,
+                conn,
+                doc,
+                rev,
+                ranges,
+            } => {
+                let actor = DocId::parse(&doc).ok().and_then(|d| {
+                    self.proxies
+                        .get(&(from, conn))
+                        .and_then(|p| p.docs.get(&d).map(|a| (a.clone(), p.local_conn)))
+                });
                 if let Some((actor, local_conn)) = actor {
-                    let _ = actor.cast(DocumentMsg::Cursor { conn: local_conn, rev, ranges });
+                    let _ = actor.cast(DocumentMsg::Cursor {
+                        conn: local_conn,
+                        rev,
+                        ranges,
+                    });
                 }
             }
             Wire::Frames { conn, frames } => {
@@ -607,11 +835,19 @@ impl RouterState {
                     }
                 }
             }
-            Wire::Lost { from, conn, doc, reason } => {
+            Wire::Lost {
+                from,
+                conn,
+                doc,
+                reason,
+            } => {
                 let Ok(doc) = DocId::parse(&doc) else { return };
                 // Only the node this connection follows for the document may say it is lost: a
                 // late `Lost` from a former owner must not cancel the subscription to the new one.
-                let current = self.origin_subs.get(&(doc.clone(), conn)).map(|s| s.owner.as_str());
+                let current = self
+                    .origin_subs
+                    .get(&(doc.clone(), conn))
+                    .map(|s| s.owner.as_str());
                 if from.is_empty() || current == Some(from.as_str()) {
                     self.origin_lost(&doc, conn, &reason);
                 }
@@ -632,10 +868,14 @@ impl RouterState {
         since: Option<u64>,
     ) -> Option<Refusal> {
         if self.leaving {
-            return Some(Refusal::Unavailable { reason: "the node is draining".into() });
+            return Some(Refusal::Unavailable {
+                reason: "the node is draining".into(),
+            });
         }
         let (Ok(doc), Some(client)) = (DocId::parse(doc), ClientId::parse(client)) else {
-            return Some(Refusal::Unavailable { reason: "malformed open from a peer".into() });
+            return Some(Refusal::Unavailable {
+                reason: "malformed open from a peer".into(),
+            });
         };
         let key = (from.to_owned(), conn);
         if !self.proxies.contains_key(&key) {
@@ -643,12 +883,31 @@ impl RouterState {
             self.next_proxy_conn += 1;
             let (outbound, queue) = Outbound::channel(self.args.queue_frames);
             let membership = self.args.membership.clone();
-            let forwarder = tokio::spawn(forward_frames(queue, from.to_owned(), conn, myself.clone(), membership));
-            self.proxies.insert(key.clone(), Proxy { local_conn, outbound, docs: HashMap::new(), forwarder, idle_generation: 0 });
+            let forwarder = tokio::spawn(forward_frames(
+                queue,
+                from.to_owned(),
+                conn,
+                myself.clone(),
+                membership,
+            ));
+            self.proxies.insert(
+                key.clone(),
+                Proxy {
+                    local_conn,
+                    outbound,
+                    docs: HashMap::new(),
+                    forwarder,
+                    idle_generation: 0,
+                },
+            );
         }
         let proxy = self.proxies.get(&key)?;
         let subscription = Subscription {
-            events: Arc::new(ProxyEvents { router: myself.clone(), from: from.to_owned(), conn }),
+            events: Arc::new(ProxyEvents {
+                router: myself.clone(),
+                from: from.to_owned(),
+                conn,
+            }),
             conn: proxy.local_conn,
             outbound: proxy.outbound.clone(),
             client,
@@ -662,8 +921,12 @@ impl RouterState {
                 }
                 None
             }
-            Ok(DocRoute::Remote(_)) => Some(Refusal::Unavailable { reason: "not local".into() }),
-            Err(OpenRefused::OwnedElsewhere { node, incarnation }) => Some(Refusal::OwnedElsewhere { node, incarnation }),
+            Ok(DocRoute::Remote(_)) => Some(Refusal::Unavailable {
+                reason: "not local".into(),
+            }),
+            Err(OpenRefused::OwnedElsewhere { node, incarnation }) => {
+                Some(Refusal::OwnedElsewhere { node, incarnation })
+            }
             Err(OpenRefused::Unavailable(reason)) => Some(Refusal::Unavailable { reason }),
         }
     }
@@ -679,7 +942,8 @@ impl RouterState {
 
     fn tick(&mut self, myself: &ActorRef<RouterMsg>) {
         // Queues of connections that are gone (kept after closes for frames in flight).
-        self.origin_conns.retain(|_, outbound| !outbound.is_closed());
+        self.origin_conns
+            .retain(|_, outbound| !outbound.is_closed());
         let members: Vec<MemberInfo> = self.members.borrow().clone();
         let me = self.me();
         let now = Instant::now();
@@ -688,7 +952,13 @@ impl RouterState {
             if m.incarnation != me && !self.peers.contains_key(&m.incarnation) {
                 self.peers.insert(
                     m.incarnation.clone(),
-                    Peer { info: m.clone(), last_ack: now, failed: false, connecting: false, draining: m.draining },
+                    Peer {
+                        info: m.clone(),
+                        last_ack: now,
+                        failed: false,
+                        connecting: false,
+                        draining: m.draining,
+                    },
                 );
             }
             if let Some(p) = self.peers.get_mut(&m.incarnation) {
@@ -724,7 +994,13 @@ impl RouterState {
                 peer.connecting = false;
             }
             if connected {
-                send_to(inc, &Wire::Heartbeat { from: me.clone(), nonce });
+                send_to(
+                    inc,
+                    &Wire::Heartbeat {
+                        from: me.clone(),
+                        nonce,
+                    },
+                );
             }
             if now.duration_since(peer.last_ack) > self.args.heartbeat_timeout {
                 if !peer.failed {
@@ -743,8 +1019,12 @@ impl RouterState {
 
     fn fail_peer(&mut self, myself: &ActorRef<RouterMsg>, incarnation: &str, reason: &str) {
         // Opens waiting for this peer's answer would wait for it until their caller times out.
-        let waiting: Vec<u64> =
-            self.pending.iter().filter(|(_, p)| p.asked.as_deref() == Some(incarnation)).map(|(r, _)| *r).collect();
+        let waiting: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.asked.as_deref() == Some(incarnation))
+            .map(|(r, _)| *r)
+            .collect();
         for request in waiting {
             self.retry_later(myself, request, format!("{reason} (asked {incarnation})"));
         }
@@ -757,7 +1037,12 @@ impl RouterState {
         for (doc, conn) in lost {
             self.origin_lost(&doc, conn, reason);
         }
-        let proxies: Vec<u64> = self.proxies.keys().filter(|(f, _)| f == incarnation).map(|(_, c)| *c).collect();
+        let proxies: Vec<u64> = self
+            .proxies
+            .keys()
+            .filter(|(f, _)| f == incarnation)
+            .map(|(_, c)| *c)
+            .collect();
         for conn in proxies {
             self.drop_proxy(incarnation, conn);
         }
@@ -845,13 +1130,26 @@ struct RemoteDocHandle {
 impl RemoteDoc for RemoteDocHandle {
     fn submit(&self, conn: ConnId, seq: u64, rev: u64, op: RawOp) -> bool {
         self.router
-            .cast(RouterMsg::RemoteSubmit { owner: self.owner.clone(), doc: self.doc.clone(), conn, seq, rev, op })
+            .cast(RouterMsg::RemoteSubmit {
+                owner: self.owner.clone(),
+                doc: self.doc.clone(),
+                conn,
+                seq,
+                rev,
+                op,
+            })
             .is_ok()
     }
 
     fn cursor(&self, conn: ConnId, rev: u64, ranges: Vec<(u64, u64)>) -> bool {
         self.router
-            .cast(RouterMsg::RemoteCursor { owner: self.owner.clone(), doc: self.doc.clone(), conn, rev, ranges })
+            .cast(RouterMsg::RemoteCursor {
+                owner: self.owner.clone(),
+                doc: self.doc.clone(),
+                conn,
+                rev,
+                ranges,
+            })
             .is_ok()
     }
 
@@ -869,11 +1167,30 @@ pub struct ClusterDirectory {
 
 #[async_trait::async_trait]
 impl Directory for ClusterDirectory {
-    async fn open(&self, doc: DocId, subscription: Subscription, since: Option<u64>) -> Result<DocRoute, OpenRefused> {
+    async fn open(
+        &self,
+        doc: DocId,
+        subscription: Subscription,
+        since: Option<u64>,
+    ) -> Result<DocRoute, OpenRefused> {
         let timeout = OPEN_DEADLINE + Duration::from_secs(1);
-        match self.router.call(move |reply| RouterMsg::Open { doc, subscription, since, reply }, Some(timeout)).await {
+        match self
+            .router
+            .call(
+                move |reply| RouterMsg::Open {
+                    doc,
+                    subscription,
+                    since,
+                    reply,
+                },
+                Some(timeout),
+            )
+            .await
+        {
             Ok(ractor::rpc::CallResult::Success(result)) => result,
-            Ok(_) | Err(_) => Err(OpenRefused::Unavailable("the cluster router did not answer in time".into())),
+            Ok(_) | Err(_) => Err(OpenRefused::Unavailable(
+                "the cluster router did not answer in time".into(),
+            )),
         }
     }
 
@@ -902,11 +1219,20 @@ impl Actor for RouterEndpoint {
     type State = EndpointArgs;
     type Arguments = EndpointArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: EndpointArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: EndpointArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(args)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Vec<u8>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Vec<u8>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match Wire::decode(&msg) {
             Ok(wire) => {
                 let _ = state.router.cast(RouterMsg::Peer(wire));

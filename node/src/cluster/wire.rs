@@ -186,7 +186,9 @@ pub fn raw_op_to_json(op: &RawOp) -> Vec<serde_json::Value> {
     op.0.iter()
         .map(|c| match c {
             RawComponent::Retain(n) => serde_json::Value::from(*n),
-            RawComponent::Delete(n) => i64::try_from(*n).map_or(serde_json::Value::Null, |n| serde_json::Value::from(-n)),
+            RawComponent::Delete(n) => {
+                i64::try_from(*n).map_or(serde_json::Value::Null, |n| serde_json::Value::from(-n))
+            }
             RawComponent::Insert(s) => serde_json::Value::from(s.as_str()),
             RawComponent::Invalid(_) => serde_json::Value::Null,
         })
@@ -218,7 +220,10 @@ mod tests {
         other[0] = 2;
         assert_eq!(Wire::decode(&other), Err(WireError::Version(2)));
         assert_eq!(Wire::decode(&[]), Err(WireError::Empty));
-        assert!(matches!(Wire::decode(&[WIRE_VERSION, b'{']), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            Wire::decode(&[WIRE_VERSION, b'{']),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]

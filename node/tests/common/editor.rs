@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 /// Text pieces random edits insert: ASCII, astral characters (two UTF-16 units, one code point),
 /// a combining mark on its own and after a base letter, a newline, other BMP letters.
-pub const PIECES: &[&str] = &["a", "b", "xyz", "😀", "𝄞", "e\u{301}", "\u{301}", "\n", "ü", "中", " "];
+pub const PIECES: &[&str] = &[
+    "a", "b", "xyz", "😀", "𝄞", "e\u{301}", "\u{301}", "\n", "ü", "中", " ",
+];
 
 /// One document as one client sees it.
 #[derive(Debug, Clone)]
@@ -62,7 +64,9 @@ impl Editor {
     /// A local edit: applied to the local text at once; returns the `op` message to send if
     /// nothing is in flight.
     pub fn edit(&mut self, op: Op) -> Option<Value> {
-        self.text = op.apply_to_str(&self.text).expect("a local edit applies to the local text");
+        self.text = op
+            .apply_to_str(&self.text)
+            .expect("a local edit applies to the local text");
         if op.is_noop() {
             return None;
         }
@@ -110,31 +114,46 @@ impl Editor {
     fn on_ack(&mut self, msg: &Value) -> Option<Value> {
         let rev = msg["rev"].as_u64().expect("ack rev");
         let seq = msg["seq"].as_u64().expect("ack seq");
-        let (inflight_seq, _, _) = self.inflight.take().unwrap_or_else(|| panic!("ack without an op in flight: {msg}"));
+        let (inflight_seq, _, _) = self
+            .inflight
+            .take()
+            .unwrap_or_else(|| panic!("ack without an op in flight: {msg}"));
         assert_eq!(seq, inflight_seq, "ack for the op in flight: {msg}");
-        assert_eq!(rev, self.rev + 1, "acks and ops come in revision order without a gap: {msg}");
+        assert_eq!(
+            rev,
+            self.rev + 1,
+            "acks and ops come in revision order without a gap: {msg}"
+        );
         self.rev = rev;
         self.pending.take().map(|pending| self.send(pending))
     }
 
     fn on_op(&mut self, msg: &Value) {
         let rev = msg["rev"].as_u64().expect("op rev");
-        assert_eq!(rev, self.rev + 1, "acks and ops come in revision order without a gap: {msg}");
+        assert_eq!(
+            rev,
+            self.rev + 1,
+            "acks and ops come in revision order without a gap: {msg}"
+        );
         assert!(msg["client"].is_string(), "{msg}");
         let mut incoming = parse_op(&msg["op"], self.server_len())
             .unwrap_or_else(|e| panic!("the server broadcast an invalid op ({e}): {msg}"));
         if let Some((seq, base, inflight)) = self.inflight.take() {
             // The server applied `incoming` first: it goes left on ties.
-            let (incoming_prime, inflight_prime) = Op::transform(&incoming, &inflight).expect("transform over in-flight");
+            let (incoming_prime, inflight_prime) =
+                Op::transform(&incoming, &inflight).expect("transform over in-flight");
             self.inflight = Some((seq, base, inflight_prime));
             incoming = incoming_prime;
         }
         if let Some(pending) = self.pending.take() {
-            let (incoming_prime, pending_prime) = Op::transform(&incoming, &pending).expect("transform over pending");
+            let (incoming_prime, pending_prime) =
+                Op::transform(&incoming, &pending).expect("transform over pending");
             self.pending = Some(pending_prime);
             incoming = incoming_prime;
         }
-        self.text = incoming.apply_to_str(&self.text).expect("a transformed op applies to the local text");
+        self.text = incoming
+            .apply_to_str(&self.text)
+            .expect("a transformed op applies to the local text");
         self.rev = rev;
     }
 
@@ -143,7 +162,11 @@ impl Editor {
         for range in msg["ranges"].as_array().expect("cursor ranges") {
             for position in range.as_array().expect("a range is a pair") {
                 let position = position.as_u64().expect("a position is an integer");
-                assert!(position <= len, "cursor past the end ({len}) of the text at rev {}: {msg}", self.rev);
+                assert!(
+                    position <= len,
+                    "cursor past the end ({len}) of the text at rev {}: {msg}",
+                    self.rev
+                );
             }
         }
     }
@@ -199,5 +222,7 @@ pub fn random_edit(rng: &mut StdRng, text: &str) -> Op {
 /// One to three random pieces.
 pub fn random_text(rng: &mut StdRng) -> String {
     let n = rng.random_range(1..=3);
-    (0..n).map(|_| PIECES[rng.random_range(0..PIECES.len())]).collect()
+    (0..n)
+        .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+        .collect()
 }

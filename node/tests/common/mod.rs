@@ -33,11 +33,12 @@ pub const TEST_COLOR: &str = "#e06c75";
 
 /// A config for a test node: loopback port 0, the given data dir, generous limits.
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("static address");
-    config.data_dir = data_dir.to_path_buf();
-    config.log = "warn".into();
-    config
+    Config {
+        listen: "127.0.0.1:0".parse().expect("static address"),
+        data_dir: data_dir.to_path_buf(),
+        log: "warn".into(),
+        ..Config::default()
+    }
 }
 
 /// A node started in this process, with its data directory.
@@ -102,15 +103,22 @@ impl Client {
 
     /// Connects with `Authorization: Bearer <token>` and says hello.
     pub async fn connect_bearer(url: &str, token: &str, name: &str) -> Client {
-        let ws = try_upgrade(url, Some(token)).await.expect("upgrade with a valid token");
+        let ws = try_upgrade(url, Some(token))
+            .await
+            .expect("upgrade with a valid token");
         Self::hello(ws, None, name).await
     }
 
     /// Says hello on a fresh socket and checks `welcome`.
     pub async fn hello(mut ws: Ws, client: Option<&str>, name: &str) -> Client {
         let hello = json!({"type":"hello","client":client,"name":name,"color":TEST_COLOR});
-        ws.send(Message::text(hello.to_string())).await.expect("send hello");
-        let mut c = Client { ws, id: String::new() };
+        ws.send(Message::text(hello.to_string()))
+            .await
+            .expect("send hello");
+        let mut c = Client {
+            ws,
+            id: String::new(),
+        };
         let welcome = c.recv().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         assert_eq!(welcome["protocol"], 1, "{welcome}");
@@ -123,16 +131,23 @@ impl Client {
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.expect("send");
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::text(text.to_owned())).await.expect("send");
+        self.ws
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send");
     }
 
     /// Sends an op without waiting for anything.
     pub async fn send_op(&mut self, doc: &str, rev: u64, seq: u64, op: Value) {
-        self.send(json!({"type":"op","doc":doc,"rev":rev,"seq":seq,"op":op})).await;
+        self.send(json!({"type":"op","doc":doc,"rev":rev,"seq":seq,"op":op}))
+            .await;
     }
 
     /// Next JSON message (skipping WebSocket control frames); panics after RECV_TIMEOUT.
@@ -183,8 +198,13 @@ impl Client {
     /// Reads until the connection ends, skipping everything before; panics after RECV_TIMEOUT.
     pub async fn recv_end(&mut self) -> Ended {
         loop {
-            match tokio::time::timeout(RECV_TIMEOUT, self.ws.next()).await.expect("the connection ends in time") {
-                Some(Ok(Message::Close(frame))) => return Ended::Close(frame.map(|f| u16::from(f.code))),
+            match tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
+                .await
+                .expect("the connection ends in time")
+            {
+                Some(Ok(Message::Close(frame))) => {
+                    return Ended::Close(frame.map(|f| u16::from(f.code)))
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Ended::Dropped(e.to_string()),
                 None => return Ended::Dropped("end of stream".into()),
@@ -204,7 +224,10 @@ impl Client {
     pub async fn open_snapshot(&mut self, doc: &str) -> (u64, String) {
         let opened = self.open(doc, None).await;
         let rev = opened["rev"].as_u64().expect("opened carries rev");
-        let text = opened["text"].as_str().expect("a snapshot carries text").to_owned();
+        let text = opened["text"]
+            .as_str()
+            .expect("a snapshot carries text")
+            .to_owned();
         (rev, text)
     }
 
@@ -244,7 +267,10 @@ pub fn assert_error(v: &Value, code: &str, doc: Option<&str>, seq: Option<u64>) 
     let mut got = v.clone();
     let message = got.as_object_mut().and_then(|o| o.remove("message"));
     assert!(
-        message.as_ref().and_then(Value::as_str).is_some_and(|m| !m.is_empty()),
+        message
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|m| !m.is_empty()),
         "an error carries a human-readable message: {v}"
     );
     assert_eq!(got, expected, "full message: {v}");
@@ -286,7 +312,9 @@ pub async fn try_upgrade(url: &str, bearer: Option<&str>) -> Result<Ws, u16> {
         .expect("the upgrade is answered in time")
     {
         Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
         Err(e) => panic!("upgrade failed without an HTTP status: {e}"),
     }
 }
@@ -311,7 +339,10 @@ pub struct SeedGuard {
 impl Drop for SeedGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("{} FAILED with seed {}: rerun with CHORUS_TEST_SEED={}", self.test, self.seed, self.seed);
+            eprintln!(
+                "{} FAILED with seed {}: rerun with CHORUS_TEST_SEED={}",
+                self.test, self.seed, self.seed
+            );
         }
     }
 }
@@ -327,7 +358,10 @@ where
         if condition().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }

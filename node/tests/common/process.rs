@@ -51,10 +51,17 @@ impl ChildNode {
                 thread_log.lock().expect("log lock").push(line);
             }
         });
-        let mut node = ChildNode { child: Some(child), addr: "0.0.0.0:0".parse().expect("static"), log };
+        let mut node = ChildNode {
+            child: Some(child),
+            addr: "0.0.0.0:0".parse().expect("static"),
+            log,
+        };
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => node.addr = addr,
-            Err(_) => panic!("chorus did not report its address in time; its log:\n{}", node.log_text()),
+            Err(_) => panic!(
+                "chorus did not report its address in time; its log:\n{}",
+                node.log_text()
+            ),
         }
         node
     }
@@ -107,6 +114,9 @@ fn strip_ansi(line: &str) -> String {
 /// The `addr=...` field of a log line.
 fn parse_addr(line: &str) -> Option<SocketAddr> {
     let start = line.find("addr=")? + "addr=".len();
-    let value: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let value: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
     value.trim_matches('"').parse().ok()
 }

@@ -34,7 +34,8 @@ pub struct RawFrame {
 impl RawFrame {
     /// The close code of a close frame.
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == CLOSE && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+        (self.opcode == CLOSE && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 }
 
@@ -49,7 +50,10 @@ impl RawWs {
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
-        stream.write_all(request.as_bytes()).await.expect("send the upgrade request");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the upgrade request");
         // Byte by byte, so that nothing after the response head is consumed.
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
@@ -59,17 +63,28 @@ impl RawWs {
                 .await
                 .expect("handshake answered in time")
                 .expect("read the handshake");
-            assert_eq!(n, 1, "the server closed during the handshake: {}", String::from_utf8_lossy(&head));
+            assert_eq!(
+                n,
+                1,
+                "the server closed during the handshake: {}",
+                String::from_utf8_lossy(&head)
+            );
             head.push(byte[0]);
         }
         let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 101"), "expected 101 Switching Protocols, got {head}");
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "expected 101 Switching Protocols, got {head}"
+        );
         RawWs { stream }
     }
 
     /// Sends one masked frame.
     pub async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
-        self.stream.write_all(&encode_client_frame(fin, opcode, payload)).await.expect("send a frame");
+        self.stream
+            .write_all(&encode_client_frame(fin, opcode, payload))
+            .await
+            .expect("send a frame");
     }
 
     /// Sends one whole text message in a single frame.
@@ -100,7 +115,9 @@ impl RawWs {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             match tokio::time::timeout_at(deadline, read_frame(&mut self.stream)).await {
-                Err(_) => panic!("the server kept the connection open past {limit:?}; frames so far: {frames:?}"),
+                Err(_) => panic!(
+                    "the server kept the connection open past {limit:?}; frames so far: {frames:?}"
+                ),
                 Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => return frames,
             }
@@ -130,7 +147,11 @@ async fn read_frame(stream: &mut TcpStream) -> Option<RawFrame> {
     };
     let mut payload = vec![0u8; usize::try_from(len).expect("frame length fits")];
     stream.read_exact(&mut payload).await.ok()?;
-    Some(RawFrame { fin, opcode, payload })
+    Some(RawFrame {
+        fin,
+        opcode,
+        payload,
+    })
 }
 
 /// Encodes a client frame (masked, as RFC 6455 requires of clients).

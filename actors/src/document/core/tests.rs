@@ -95,7 +95,10 @@ fn assert_error(frames: &[Value], code: &str, seq: Option<u64>) {
     assert_eq!(frame["code"], code, "{frame}");
     assert_eq!(frame["doc"], DOC, "{frame}");
     assert_eq!(frame.get("seq").and_then(Value::as_u64), seq, "{frame}");
-    assert!(frame["message"].as_str().is_some_and(|m| !m.is_empty()), "{frame}");
+    assert!(
+        frame["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{frame}"
+    );
 }
 
 /// A store in memory: the newest snapshot and the log after it.
@@ -107,7 +110,11 @@ struct FakeStore {
 
 impl FakeStore {
     fn last_rev(&self) -> u64 {
-        self.log.last().map(|r| r.rev).or(self.snapshot.as_ref().map(|s| s.rev)).unwrap_or(0)
+        self.log
+            .last()
+            .map(|r| r.rev)
+            .or(self.snapshot.as_ref().map(|s| s.rev))
+            .unwrap_or(0)
     }
 
     /// Performs `job` as a real store would (appends follow what is stored).
@@ -116,12 +123,19 @@ impl FakeStore {
             StoreJob::Append(records) => {
                 assert!(!records.is_empty(), "an append job has records");
                 for record in records {
-                    assert_eq!(record.rev, self.last_rev() + 1, "appends have consecutive revisions");
+                    assert_eq!(
+                        record.rev,
+                        self.last_rev() + 1,
+                        "appends have consecutive revisions"
+                    );
                     self.log.push(record.clone());
                 }
             }
             StoreJob::Compact(snapshot) => {
-                assert!(snapshot.rev <= self.last_rev(), "a snapshot is of stored revisions");
+                assert!(
+                    snapshot.rev <= self.last_rev(),
+                    "a snapshot is of stored revisions"
+                );
                 self.log.retain(|r| r.rev > snapshot.rev);
                 self.snapshot = Some(snapshot.clone());
             }
@@ -129,7 +143,10 @@ impl FakeStore {
     }
 
     fn stored(&self) -> StoredDocument {
-        StoredDocument { snapshot: self.snapshot.clone(), log: self.log.clone() }
+        StoredDocument {
+            snapshot: self.snapshot.clone(),
+            log: self.log.clone(),
+        }
     }
 }
 
@@ -149,22 +166,32 @@ impl Fixture {
     }
 
     fn load(doc: &str, store: FakeStore, settings: CoreSettings) -> Fixture {
-        let core = DocumentCore::load(doc_id(doc), store.stored(), settings).expect("the fake store loads");
-        Fixture { core, store, inbox: BTreeMap::new() }
+        let core = DocumentCore::load(doc_id(doc), store.stored(), settings)
+            .expect("the fake store loads");
+        Fixture {
+            core,
+            store,
+            inbox: BTreeMap::new(),
+        }
     }
 
     /// Delivers the core's outputs, as the actor does after every input.
     fn pump(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
-                Output::Send { to, frame } => self.inbox.entry(to).or_default().push(parse_frame(&frame)),
+                Output::Send { to, frame } => {
+                    self.inbox.entry(to).or_default().push(parse_frame(&frame))
+                }
                 Output::Broadcast { except, frame } => {
                     let value = parse_frame(&frame);
                     let conns: Vec<ConnId> = self
                         .core
                         .subscribers(except)
                         .map(|(conn, handle)| {
-                            assert_eq!(conn, *handle, "subscribers() pairs each conn with its handle");
+                            assert_eq!(
+                                conn, *handle,
+                                "subscribers() pairs each conn with its handle"
+                            );
                             conn
                         })
                         .collect();
@@ -178,7 +205,14 @@ impl Fixture {
 
     /// Opens the document on `conn` for client `client`; returns what `conn` got.
     fn open(&mut self, conn: ConnId, client: usize, since: Option<u64>) -> Vec<Value> {
-        self.core.open(conn, conn, client_id(client), Arc::from(name_of(client)), Arc::from(color_of(client)), since);
+        self.core.open(
+            conn,
+            conn,
+            client_id(client),
+            Arc::from(name_of(client)),
+            Arc::from(color_of(client)),
+            since,
+        );
         self.pump();
         self.take(conn)
     }
@@ -211,7 +245,9 @@ impl Fixture {
     fn run_job(&mut self) -> Option<StoreJob> {
         let job = self.core.poll_store_job()?;
         self.store.apply(&job);
-        self.core.store_done(Ok(())).expect("a successful write is not an error");
+        self.core
+            .store_done(Ok(()))
+            .expect("a successful write is not an error");
         self.pump();
         Some(job)
     }
@@ -232,7 +268,11 @@ impl Fixture {
         self.submit(conn, seq, rev, op);
         let before = self.core.rev();
         self.flush();
-        assert_eq!(self.core.durable_rev(), before, "commit made the op durable");
+        assert_eq!(
+            self.core.durable_rev(),
+            before,
+            "commit made the op durable"
+        );
     }
 
     fn text(&self) -> String {
@@ -251,7 +291,12 @@ fn open_of_a_new_document_answers_an_empty_snapshot_with_its_language() {
     assert_eq!(fx.open(2, 2, Some(0)), vec![ops_frame(0, json!([]))]);
     let mut plain = Fixture::load("notes/todo", FakeStore::default(), settings());
     let opened = plain.open(1, 1, None);
-    assert_eq!(opened, vec![json!({"type": "opened", "doc": "notes/todo", "rev": 0, "text": "", "lang": "plaintext"})]);
+    assert_eq!(
+        opened,
+        vec![
+            json!({"type": "opened", "doc": "notes/todo", "rev": 0, "text": "", "lang": "plaintext"})
+        ]
+    );
     assert_eq!(fx.core.subscriber_count(), 2);
     assert_eq!(fx.core.opens_seen(), 2);
 }
@@ -278,7 +323,10 @@ fn open_since_a_revision_in_history_answers_the_ops_after_it() {
 
 #[test]
 fn open_since_a_revision_older_than_the_history_answers_a_snapshot() {
-    let mut fx = Fixture::new(CoreSettings { history_ops: 2, ..settings() });
+    let mut fx = Fixture::new(CoreSettings {
+        history_ops: 2,
+        ..settings()
+    });
     fx.open(1, 1, None);
     for seq in 1..=5 {
         fx.commit(1, seq, json!(["x"]));
@@ -313,22 +361,40 @@ fn an_op_is_applied_acked_and_broadcast_only_once_durable() {
     fx.open(1, 1, None);
     fx.open(2, 2, None);
     fx.submit(1, 1, 0, json!(["he\u{301}llo 😀"]));
-    assert!(fx.take(1).is_empty() && fx.take(2).is_empty(), "nothing is sent before the op is durable");
-    assert_eq!((fx.core.rev(), fx.core.durable_rev(), fx.text().as_str()), (1, 0, ""));
+    assert!(
+        fx.take(1).is_empty() && fx.take(2).is_empty(),
+        "nothing is sent before the op is durable"
+    );
+    assert_eq!(
+        (fx.core.rev(), fx.core.durable_rev(), fx.text().as_str()),
+        (1, 0, "")
+    );
     assert!(!fx.core.is_flushed());
 
     let job = fx.core.poll_store_job().expect("an accepted op is written");
-    let StoreJob::Append(records) = &job else { panic!("expected an append, got {job:?}") };
+    let StoreJob::Append(records) = &job else {
+        panic!("expected an append, got {job:?}")
+    };
     assert_eq!(records.len(), 1);
-    assert_eq!((records[0].rev, &records[0].client, records[0].seq), (1, &client_id(1), 1));
+    assert_eq!(
+        (records[0].rev, &records[0].client, records[0].seq),
+        (1, &client_id(1), 1)
+    );
     assert_eq!(fx.core.poll_store_job(), None, "one store job at a time");
     fx.pump();
-    assert!(fx.take(1).is_empty() && fx.take(2).is_empty(), "nothing is sent while the write is in flight");
+    assert!(
+        fx.take(1).is_empty() && fx.take(2).is_empty(),
+        "nothing is sent while the write is in flight"
+    );
 
     fx.store.apply(&job);
     fx.core.store_done(Ok(())).expect("the write succeeded");
     fx.pump();
-    assert_eq!(fx.take(1), vec![ack(1, 1)], "the author gets the ack and not its own op");
+    assert_eq!(
+        fx.take(1),
+        vec![ack(1, 1)],
+        "the author gets the ack and not its own op"
+    );
     assert_eq!(fx.take(2), vec![op_frame(1, 1, json!(["he\u{301}llo 😀"]))]);
     assert_eq!(fx.text(), "he\u{301}llo 😀");
     assert_eq!(fx.core.durable_rev(), 1);
@@ -338,7 +404,10 @@ fn an_op_is_applied_acked_and_broadcast_only_once_durable() {
 #[test]
 fn ops_submitted_while_a_write_is_in_flight_are_written_together() {
     for (max_batch_ops, batches) in [(1_024, vec![vec![2, 3, 4]]), (2, vec![vec![2, 3], vec![4]])] {
-        let mut fx = Fixture::new(CoreSettings { max_batch_ops, ..settings() });
+        let mut fx = Fixture::new(CoreSettings {
+            max_batch_ops,
+            ..settings()
+        });
         for n in 1..=4 {
             fx.open(n as ConnId, n, None);
         }
@@ -347,21 +416,38 @@ fn ops_submitted_while_a_write_is_in_flight_are_written_together() {
         for (n, text) in [(2, "b"), (3, "c"), (4, "d")] {
             fx.submit(n, 1, 0, json!([text]));
         }
-        assert_eq!(fx.core.poll_store_job(), None, "no second write while one is in flight");
+        assert_eq!(
+            fx.core.poll_store_job(),
+            None,
+            "no second write while one is in flight"
+        );
         fx.store.apply(&first);
         fx.core.store_done(Ok(())).expect("written");
         fx.pump();
         assert_eq!(fx.take(1), vec![ack(1, 1)]);
-        assert!(fx.take(2).iter().all(|f| f["type"] == "op"), "no ack before the op's own write");
+        assert!(
+            fx.take(2).iter().all(|f| f["type"] == "op"),
+            "no ack before the op's own write"
+        );
 
         for expected in &batches {
             let job = fx.run_job().expect("a batch is written");
-            let StoreJob::Append(records) = job else { panic!("expected an append") };
-            assert_eq!(records.iter().map(|r| r.rev).collect::<Vec<_>>(), *expected, "max_batch_ops {max_batch_ops}");
+            let StoreJob::Append(records) = job else {
+                panic!("expected an append")
+            };
+            assert_eq!(
+                records.iter().map(|r| r.rev).collect::<Vec<_>>(),
+                *expected,
+                "max_batch_ops {max_batch_ops}"
+            );
         }
         assert_eq!(fx.core.poll_store_job(), None);
         for n in 2..=4u64 {
-            let acks: Vec<Value> = fx.take(n).into_iter().filter(|f| f["type"] == "ack").collect();
+            let acks: Vec<Value> = fx
+                .take(n)
+                .into_iter()
+                .filter(|f| f["type"] == "ack")
+                .collect();
             assert_eq!(acks, vec![ack(1, n)], "client {n}");
         }
         // Concurrent inserts at one position: the op the server applied first ends up left.
@@ -382,13 +468,20 @@ fn a_duplicate_seq_is_acked_with_its_original_revision() {
     fx.submit(1, 1, 0, json!(["zzz"]));
     assert_eq!(fx.take(1), vec![ack(1, 1)]);
     assert_eq!((fx.core.rev(), fx.text().as_str()), (2, "ab"));
-    assert_eq!(fx.core.poll_store_job(), None, "a duplicate is not written again");
+    assert_eq!(
+        fx.core.poll_store_job(),
+        None,
+        "a duplicate is not written again"
+    );
     assert!(fx.take(2).is_empty());
 
     // Not durable yet, resubmitted on the same connection (a client resyncing): one ack, once durable.
     fx.submit(1, 2, 2, json!(["x"]));
     fx.submit(1, 2, 2, json!(["x"]));
-    assert!(fx.take(1).is_empty(), "the ack waits until the op is durable");
+    assert!(
+        fx.take(1).is_empty(),
+        "the ack waits until the op is durable"
+    );
     assert_eq!(fx.core.rev(), 3);
     fx.flush();
     assert_eq!(fx.take(1), vec![ack(2, 3)]);
@@ -400,7 +493,10 @@ fn a_duplicate_seq_is_acked_with_its_original_revision() {
     fx.close(1);
     assert_eq!(fx.open(3, 1, Some(3)), vec![ops_frame(3, json!([]))]);
     fx.submit(3, 3, 3, json!(["y"]));
-    assert!(fx.take(3).is_empty(), "the ack waits until the op is durable");
+    assert!(
+        fx.take(3).is_empty(),
+        "the ack waits until the op is durable"
+    );
     fx.flush();
     assert_eq!(
         fx.take(3),
@@ -416,7 +512,11 @@ fn a_duplicate_seq_is_acked_with_its_original_revision() {
     fx.submit(4, 4, 4, json!([4, "w"]));
     fx.flush();
     assert_eq!(fx.take(4), vec![ack(4, 5)]);
-    assert_eq!(fx.take(3), vec![ack(4, 5)], "every connection of the client gets the ack");
+    assert_eq!(
+        fx.take(3),
+        vec![ack(4, 5)],
+        "every connection of the client gets the ack"
+    );
     assert_eq!(fx.take(2), vec![op_frame(5, 1, json!([4, "w"]))]);
     assert_eq!(fx.text(), "yxabw");
 }
@@ -458,7 +558,10 @@ fn a_base_revision_newer_than_the_document_is_an_invalid_op() {
 
 #[test]
 fn a_base_revision_older_than_the_history_is_a_stale_rev() {
-    let mut fx = Fixture::new(CoreSettings { history_ops: 2, ..settings() });
+    let mut fx = Fixture::new(CoreSettings {
+        history_ops: 2,
+        ..settings()
+    });
     fx.open(1, 1, None);
     fx.open(2, 2, None);
     for seq in 1..=5 {
@@ -498,7 +601,11 @@ fn a_malformed_op_is_an_invalid_op_and_changes_nothing() {
     for op in malformed {
         fx.submit(1, 2, 1, op.clone());
         assert_error(&fx.take(1), "invalid_op", Some(2));
-        assert_eq!((fx.core.rev(), fx.core.durable_rev()), (1, 1), "{op} changed the revision");
+        assert_eq!(
+            (fx.core.rev(), fx.core.durable_rev()),
+            (1, 1),
+            "{op} changed the revision"
+        );
         assert_eq!(fx.core.poll_store_job(), None, "{op} was written");
         assert!(fx.take(2).is_empty());
     }
@@ -510,7 +617,10 @@ fn a_malformed_op_is_an_invalid_op_and_changes_nothing() {
 
 #[test]
 fn an_op_that_makes_the_document_too_large_is_refused() {
-    let limits = CoreSettings { max_document_chars: 5, ..settings() };
+    let limits = CoreSettings {
+        max_document_chars: 5,
+        ..settings()
+    };
     let mut fx = Fixture::new(limits.clone());
     fx.open(1, 1, None);
     fx.commit(1, 1, json!(["abcd"]));
@@ -524,7 +634,11 @@ fn an_op_that_makes_the_document_too_large_is_refused() {
 
     // A document already over the limit (e.g. the limit was lowered) can still shrink.
     let store = FakeStore {
-        snapshot: Some(Snapshot { rev: 7, text: "abcdefgh".to_owned(), clients: Vec::new() }),
+        snapshot: Some(Snapshot {
+            rev: 7,
+            text: "abcdefgh".to_owned(),
+            clients: Vec::new(),
+        }),
         log: Vec::new(),
     };
     let mut fx = Fixture::load(DOC, store, limits);
@@ -540,7 +654,10 @@ fn an_op_that_makes_the_document_too_large_is_refused() {
 
 #[test]
 fn too_many_undurable_ops_is_unavailable() {
-    let mut fx = Fixture::new(CoreSettings { max_pending_ops: 2, ..settings() });
+    let mut fx = Fixture::new(CoreSettings {
+        max_pending_ops: 2,
+        ..settings()
+    });
     for n in 1..=3 {
         fx.open(n as ConnId, n, None);
     }
@@ -566,24 +683,42 @@ fn cursors_are_broadcast_with_name_and_color_and_follow_later_ops() {
 
     fx.cursor(2, 1, &[(2, 2), (0, 5)]);
     assert_eq!(fx.take(1), vec![cursor_frame(2, json!([[2, 2], [0, 5]]))]);
-    assert!(fx.take(2).is_empty(), "a cursor is not echoed to its sender");
+    assert!(
+        fx.take(2).is_empty(),
+        "a cursor is not echoed to its sender"
+    );
 
     // An insert exactly at the cursor moves it right, after the inserted text.
     fx.commit(1, 2, json!([2, "XY"]));
     assert_eq!(fx.text(), "heXYllo");
     let opened = fx.open(3, 3, None);
-    assert_eq!(opened, vec![snapshot_frame(2, "heXYllo"), cursor_frame(2, json!([[4, 4], [0, 7]]))]);
+    assert_eq!(
+        opened,
+        vec![
+            snapshot_frame(2, "heXYllo"),
+            cursor_frame(2, json!([[4, 4], [0, 7]]))
+        ]
+    );
 
     // A cursor written against an older revision is transformed to the current one.
     fx.clear();
     fx.cursor(2, 1, &[(5, 5), (1, 3)]);
     let expected = cursor_frame(2, json!([[7, 7], [1, 5]]));
-    assert_eq!((fx.take(1), fx.take(3)), (vec![expected.clone()], vec![expected]));
+    assert_eq!(
+        (fx.take(1), fx.take(3)),
+        (vec![expected.clone()], vec![expected])
+    );
 
     // A cursor inside deleted text lands at the start of the deletion.
     fx.commit(1, 3, json!([1, -5]));
     fx.clear();
-    assert_eq!(fx.open(4, 4, None), vec![snapshot_frame(3, "ho"), cursor_frame(2, json!([[2, 2], [1, 1]]))]);
+    assert_eq!(
+        fx.open(4, 4, None),
+        vec![
+            snapshot_frame(3, "ho"),
+            cursor_frame(2, json!([[2, 2], [1, 1]]))
+        ]
+    );
 
     // A connection that has not opened the document is ignored.
     fx.cursor(9, 3, &[(0, 0)]);
@@ -622,11 +757,18 @@ fn opened_is_followed_by_the_cursors_of_the_others() {
     fx.cursor(1, 1, &[(1, 1)]);
     fx.cursor(3, 1, &[(0, 3)]);
     fx.clear();
-    let expected = vec![snapshot_frame(1, "abc"), cursor_frame(1, json!([[1, 1]])), cursor_frame(3, json!([[0, 3]]))];
+    let expected = vec![
+        snapshot_frame(1, "abc"),
+        cursor_frame(1, json!([[1, 1]])),
+        cursor_frame(3, json!([[0, 3]])),
+    ];
     assert_eq!(fx.open(4, 4, None), expected);
     // A resync on the same connection keeps its subscription and gets the others' cursors only.
     let resync = fx.open(1, 1, Some(1));
-    assert_eq!(resync, vec![ops_frame(1, json!([])), cursor_frame(3, json!([[0, 3]]))]);
+    assert_eq!(
+        resync,
+        vec![ops_frame(1, json!([])), cursor_frame(3, json!([[0, 3]]))]
+    );
     assert_eq!(fx.core.subscriber_count(), 4);
     // ... and keeps its own cursor for those who open later.
     assert_eq!(fx.open(5, 5, None)[1], cursor_frame(1, json!([[1, 1]])));
@@ -643,13 +785,22 @@ fn closing_tells_the_others_unless_the_client_is_still_there() {
     fx.open(2, 1, None);
     fx.open(3, 2, None);
     fx.close(1);
-    assert!(fx.inbox.is_empty(), "client 1 still has the document open on connection 2");
+    assert!(
+        fx.inbox.is_empty(),
+        "client 1 still has the document open on connection 2"
+    );
     fx.close(2);
-    assert_eq!(fx.take(3), vec![json!({"type": "left", "doc": DOC, "client": client_str(1)})]);
+    assert_eq!(
+        fx.take(3),
+        vec![json!({"type": "left", "doc": DOC, "client": client_str(1)})]
+    );
     assert!(fx.inbox.is_empty());
     fx.close(2);
     fx.close(99);
-    assert!(fx.inbox.is_empty(), "closing twice or an unknown connection says nothing");
+    assert!(
+        fx.inbox.is_empty(),
+        "closing twice or an unknown connection says nothing"
+    );
     // A closed connection gets nothing more, and its ops are ignored.
     fx.commit(3, 1, json!(["a"]));
     assert_eq!(fx.take(3), vec![ack(1, 1)]);
@@ -667,7 +818,10 @@ fn a_failed_append_stops_the_document_and_nothing_is_acked() {
     fx.submit(1, 1, 0, json!(["a"]));
     let job = fx.core.poll_store_job().expect("a write");
     assert!(matches!(job, StoreJob::Append(_)));
-    let failed = fx.core.store_done(Err(io_error())).expect_err("a failed append is fatal to the document");
+    let failed = fx
+        .core
+        .store_done(Err(io_error()))
+        .expect_err("a failed append is fatal to the document");
     assert_eq!(failed.doc, doc_id(DOC));
     assert!(failed.detail.contains("disk unplugged"), "{failed}");
     fx.pump();
@@ -683,51 +837,96 @@ fn a_failed_append_stops_the_document_and_nothing_is_acked() {
 
 #[test]
 fn a_failed_compaction_loses_nothing_and_is_retried_later() {
-    let mut fx = Fixture::new(CoreSettings { compact_every_ops: 2, ..settings() });
+    let mut fx = Fixture::new(CoreSettings {
+        compact_every_ops: 2,
+        ..settings()
+    });
     fx.open(1, 1, None);
     fx.commit(1, 1, json!(["a"]));
     fx.submit(1, 2, 1, json!(["b"]));
     fx.run_job().expect("append");
     let job = fx.core.poll_store_job();
-    assert!(matches!(job, Some(StoreJob::Compact(Snapshot { rev: 2, .. }))), "{job:?}");
-    fx.core.store_done(Err(io_error())).expect("a failed compaction is not fatal");
+    assert!(
+        matches!(job, Some(StoreJob::Compact(Snapshot { rev: 2, .. }))),
+        "{job:?}"
+    );
+    fx.core
+        .store_done(Err(io_error()))
+        .expect("a failed compaction is not fatal");
     assert_eq!(fx.core.poll_store_job(), None, "no retry in a hot loop");
     fx.commit(1, 3, json!(["c"]));
     fx.submit(1, 4, 3, json!(["d"]));
     fx.run_job().expect("append");
-    assert!(matches!(fx.core.poll_store_job(), Some(StoreJob::Compact(Snapshot { rev: 4, .. }))));
+    assert!(matches!(
+        fx.core.poll_store_job(),
+        Some(StoreJob::Compact(Snapshot { rev: 4, .. }))
+    ));
 }
 
 #[test]
 fn compaction_writes_a_snapshot_that_loads_back_with_text_revision_and_dedup() {
-    let mut fx = Fixture::new(CoreSettings { compact_every_ops: 3, ..settings() });
+    let mut fx = Fixture::new(CoreSettings {
+        compact_every_ops: 3,
+        ..settings()
+    });
     fx.open(1, 1, None);
     fx.open(2, 2, None);
     fx.commit(1, 1, json!(["ab"]));
     fx.commit(2, 1, json!([2, "cd"]));
     fx.submit(1, 2, 2, json!([4, "😀"]));
     fx.run_job().expect("append");
-    let job = fx.core.poll_store_job().expect("compaction after 3 logged ops");
+    let job = fx
+        .core
+        .poll_store_job()
+        .expect("compaction after 3 logged ops");
     let mut clients = vec![
-        ClientSeq { client: client_id(1), seq: 2, rev: 3 },
-        ClientSeq { client: client_id(2), seq: 1, rev: 2 },
+        ClientSeq {
+            client: client_id(1),
+            seq: 2,
+            rev: 3,
+        },
+        ClientSeq {
+            client: client_id(2),
+            seq: 1,
+            rev: 2,
+        },
     ];
     clients.sort_by(|a, b| a.client.cmp(&b.client));
-    assert_eq!(job, StoreJob::Compact(Snapshot { rev: 3, text: "abcd😀".to_owned(), clients }));
+    assert_eq!(
+        job,
+        StoreJob::Compact(Snapshot {
+            rev: 3,
+            text: "abcd😀".to_owned(),
+            clients
+        })
+    );
     fx.store.apply(&job);
     fx.core.store_done(Ok(())).expect("compacted");
     assert_eq!(fx.core.poll_store_job(), None);
     fx.commit(2, 2, json!([-1]));
-    assert_eq!(fx.store.log.iter().map(|r| r.rev).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(
+        fx.store.log.iter().map(|r| r.rev).collect::<Vec<_>>(),
+        vec![4]
+    );
 
     let mut loaded = Fixture::load(DOC, fx.store.clone(), fx.core.settings.clone());
-    assert_eq!((loaded.text(), loaded.core.rev(), loaded.core.durable_rev()), (fx.text(), 4, 4));
+    assert_eq!(
+        (loaded.text(), loaded.core.rev(), loaded.core.durable_rev()),
+        (fx.text(), 4, 4)
+    );
     assert_eq!(loaded.text(), "bcd😀");
-    assert_eq!(loaded.core.poll_store_job(), None, "one logged op since the snapshot");
+    assert_eq!(
+        loaded.core.poll_store_job(),
+        None,
+        "one logged op since the snapshot"
+    );
     // The history starts after the snapshot.
     assert_eq!(
         loaded.open(5, 3, Some(3)),
-        vec![ops_frame(4, json!([{"rev": 4, "client": client_str(2), "op": [-1]}]))]
+        vec![ops_frame(
+            4,
+            json!([{"rev": 4, "client": client_str(2), "op": [-1]}])
+        )]
     );
     assert_eq!(loaded.open(6, 3, Some(2)), vec![snapshot_frame(4, "bcd😀")]);
     // Exactly once survives the reload, from the snapshot and from the log.
@@ -744,7 +943,11 @@ fn compaction_writes_a_snapshot_that_loads_back_with_text_revision_and_dedup() {
 
 #[test]
 fn the_exactly_once_table_is_bounded_but_never_forgets_an_undurable_op() {
-    let mut fx = Fixture::new(CoreSettings { max_dedup_clients: 10, compact_every_ops: 12, ..settings() });
+    let mut fx = Fixture::new(CoreSettings {
+        max_dedup_clients: 10,
+        compact_every_ops: 12,
+        ..settings()
+    });
     for n in 1..=12 {
         fx.open(n as ConnId, n, None);
         fx.commit(n as ConnId, 1, json!(["x"]));
@@ -754,25 +957,43 @@ fn the_exactly_once_table_is_bounded_but_never_forgets_an_undurable_op() {
     assert_eq!(snapshot.rev, 12);
     assert_eq!(snapshot.clients.len(), 10);
     let kept: BTreeSet<ClientId> = snapshot.clients.iter().map(|c| c.client.clone()).collect();
-    assert_eq!(kept, (3..=12).map(client_id).collect(), "the clients whose last op is oldest are forgotten");
+    assert_eq!(
+        kept,
+        (3..=12).map(client_id).collect(),
+        "the clients whose last op is oldest are forgotten"
+    );
 
-    let mut fx = Fixture::new(CoreSettings { max_dedup_clients: 2, ..settings() });
+    let mut fx = Fixture::new(CoreSettings {
+        max_dedup_clients: 2,
+        ..settings()
+    });
     for n in 1..=3 {
         fx.open(n as ConnId, n, None);
         fx.submit(n as ConnId, 1, 0, json!(["x"]));
     }
     assert_eq!(fx.core.rev(), 3);
     fx.submit(1, 1, 0, json!(["x"]));
-    assert_eq!(fx.core.rev(), 3, "a duplicate of an undurable op must be recognised");
+    assert_eq!(
+        fx.core.rev(),
+        3,
+        "a duplicate of an undurable op must be recognised"
+    );
     fx.flush();
-    let acks: Vec<Value> = fx.take(1).into_iter().filter(|f| f["type"] == "ack").collect();
+    let acks: Vec<Value> = fx
+        .take(1)
+        .into_iter()
+        .filter(|f| f["type"] == "ack")
+        .collect();
     assert_eq!(acks, vec![ack(1, 1)]);
     assert_eq!(fx.text(), "xxx");
 }
 
 #[test]
 fn the_history_is_bounded() {
-    let mut fx = Fixture::new(CoreSettings { history_ops: 3, ..settings() });
+    let mut fx = Fixture::new(CoreSettings {
+        history_ops: 3,
+        ..settings()
+    });
     fx.open(1, 1, None);
     fx.open(2, 2, None);
     for seq in 1..=10 {
@@ -780,9 +1001,17 @@ fn the_history_is_bounded() {
         assert!(fx.core.history.len() <= 3);
     }
     let ops = fx.open(3, 3, Some(7));
-    let revs: Vec<u64> = ops[0]["ops"].as_array().expect("ops").iter().map(|o| o["rev"].as_u64().expect("rev")).collect();
+    let revs: Vec<u64> = ops[0]["ops"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .map(|o| o["rev"].as_u64().expect("rev"))
+        .collect();
     assert_eq!(revs, vec![8, 9, 10]);
-    assert_eq!(fx.open(3, 3, Some(6)), vec![snapshot_frame(10, "0987654321")]);
+    assert_eq!(
+        fx.open(3, 3, Some(6)),
+        vec![snapshot_frame(10, "0987654321")]
+    );
     fx.clear();
     fx.submit(2, 1, 6, json!(["q"]));
     assert_error(&fx.take(2), "stale_rev", Some(1));
@@ -802,15 +1031,26 @@ fn a_rebased_no_op_on_an_empty_document_is_sent_as_the_documented_empty_op() {
     fx.submit(1, 2, 1, json!([-1]));
     fx.submit(2, 1, 1, json!([-1]));
     fx.flush();
-    let mut sent: Vec<Value> = fx.take(1).into_iter().chain(fx.take(2)).filter(|f| f["type"] == "op").collect();
-    sent.extend(fx.open(3, 3, Some(0)).remove(0)["ops"].as_array().cloned().unwrap_or_default());
+    let mut sent: Vec<Value> = fx
+        .take(1)
+        .into_iter()
+        .chain(fx.take(2))
+        .filter(|f| f["type"] == "op")
+        .collect();
+    sent.extend(
+        fx.open(3, 3, Some(0)).remove(0)["ops"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    );
     let mut empty = 0;
     for frame in sent {
         if frame["op"] == json!([]) {
             empty += 1;
             continue;
         }
-        let op = Op::from_raw(raw(frame["op"].clone()), 1).or_else(|_| Op::from_raw(raw(frame["op"].clone()), 0));
+        let op = Op::from_raw(raw(frame["op"].clone()), 1)
+            .or_else(|_| Op::from_raw(raw(frame["op"].clone()), 0));
         assert!(op.is_ok(), "the server sent an invalid op: {frame}");
     }
     assert!(empty >= 1, "the rebased no-op is sent as []");
@@ -834,7 +1074,17 @@ const TRACE_EVENTS: usize = 60;
 /// The simulated document (markdown, to check `lang` on every `opened`).
 const SIM_DOC: &str = "sim/notes.md";
 /// Pieces of inserted text: astral characters, combining marks, a ZWJ sequence, newlines.
-const PIECES: [&str; 9] = ["a", "b", "z", " ", "\n", "😀", "e\u{301}", "中", "\u{1F469}\u{200D}\u{1F4BB}"];
+const PIECES: [&str; 9] = [
+    "a",
+    "b",
+    "z",
+    " ",
+    "\n",
+    "😀",
+    "e\u{301}",
+    "中",
+    "\u{1F469}\u{200D}\u{1F4BB}",
+];
 
 /// The client's op that the server has not acknowledged yet.
 #[derive(Debug, Clone)]
@@ -946,7 +1196,10 @@ struct Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("simulation failed: seed {} (replay with CHORUS_SIM_SEED={})", self.seed, self.seed);
+            eprintln!(
+                "simulation failed: seed {} (replay with CHORUS_SIM_SEED={})",
+                self.seed, self.seed
+            );
             eprintln!("settings: {:?}", self.settings);
             eprintln!("last events:");
             for event in &self.trace {
@@ -959,9 +1212,12 @@ impl Drop for Sim {
 /// The durable record at `rev`, which a frame about `rev` must match.
 fn audited(audit: &[LogRecord], rev: u64) -> &LogRecord {
     let index = usize::try_from(rev).ok().and_then(|r| r.checked_sub(1));
-    index
-        .and_then(|i| audit.get(i))
-        .unwrap_or_else(|| panic!("revision {rev} was sent but is not durable (durable: {})", audit.len()))
+    index.and_then(|i| audit.get(i)).unwrap_or_else(|| {
+        panic!(
+            "revision {rev} was sent but is not durable (durable: {})",
+            audit.len()
+        )
+    })
 }
 
 /// A random edit of `text`: an insert, a delete, or a replacement.
@@ -970,7 +1226,9 @@ fn random_edit(rng: &mut StdRng, text: &str) -> Op {
     let mut components = Vec::new();
     let random_insert = |rng: &mut StdRng| {
         let pieces = rng.random_range(1..=3);
-        (0..pieces).map(|_| PIECES[rng.random_range(0..PIECES.len())]).collect::<String>()
+        (0..pieces)
+            .map(|_| PIECES[rng.random_range(0..PIECES.len())])
+            .collect::<String>()
     };
     if len > 0 && rng.random_bool(0.4) {
         let start = rng.random_range(0..len);
@@ -999,13 +1257,18 @@ impl Sim {
             history_ops: rng.random_range(4..=40),
             max_document_chars: 100_000,
             max_batch_ops: rng.random_range(1..=6),
-            max_pending_ops: if rng.random_bool(0.3) { rng.random_range(1..=4) } else { 1_000 },
+            max_pending_ops: if rng.random_bool(0.3) {
+                rng.random_range(1..=4)
+            } else {
+                1_000
+            },
             max_dedup_clients: 1_000,
             compact_every_ops: rng.random_range(3..=30),
         };
         let doc = doc_id(SIM_DOC);
         let store = FakeStore::default();
-        let core = DocumentCore::load(doc.clone(), store.stored(), settings.clone()).expect("empty store loads");
+        let core = DocumentCore::load(doc.clone(), store.stored(), settings.clone())
+            .expect("empty store loads");
         let clients = (0..rng.random_range(2..=4))
             .map(|index| SimClient {
                 index,
@@ -1091,7 +1354,10 @@ impl Sim {
         while let Some(output) = self.core.poll_output() {
             let (conns, frame): (Vec<ConnId>, _) = match output {
                 Output::Send { to, frame } => (vec![to], frame),
-                Output::Broadcast { except, frame } => (self.core.subscribers(except).map(|(c, _)| c).collect(), frame),
+                Output::Broadcast { except, frame } => (
+                    self.core.subscribers(except).map(|(c, _)| c).collect(),
+                    frame,
+                ),
             };
             let value = parse_frame(&frame);
             for conn in conns {
@@ -1115,7 +1381,11 @@ impl Sim {
         c.conn_rev = None;
         c.opens_outstanding = 1;
         self.owners.insert(conn, i);
-        let (id, name, color) = (c.id.clone(), Arc::from(name_of(i + 1)), Arc::from(color_of(i + 1)));
+        let (id, name, color) = (
+            c.id.clone(),
+            Arc::from(name_of(i + 1)),
+            Arc::from(color_of(i + 1)),
+        );
         self.event(format!("client {i} opens on conn {conn} since {since:?}"));
         self.core.open(conn, conn, id, name, color, since);
         self.pump();
@@ -1128,9 +1398,14 @@ impl Sim {
         }
         let op = random_edit(&mut self.rng, &c.text);
         self.stats.edits += 1;
-        self.event(format!("client {i} edits {}", serde_json::to_string(&op).unwrap_or_default()));
+        self.event(format!(
+            "client {i} edits {}",
+            serde_json::to_string(&op).unwrap_or_default()
+        ));
         let c = &mut self.clients[i];
-        c.text = op.apply_to_str(&c.text).expect("an edit applies to the text it was made on");
+        c.text = op
+            .apply_to_str(&c.text)
+            .expect("an edit applies to the text it was made on");
         if c.inflight.is_none() {
             c.inflight = Some(InFlight {
                 seq: c.acked_seq + 1,
@@ -1156,9 +1431,15 @@ impl Sim {
         let conn = c.conn.expect("a connected client");
         let f = c.inflight.as_mut().expect("an op in flight");
         f.retry = false;
-        let (rev, op) = if f.blind { (f.base_rev, f.original.clone()) } else { (c.rev, f.current.clone()) };
+        let (rev, op) = if f.blind {
+            (f.base_rev, f.original.clone())
+        } else {
+            (c.rev, f.current.clone())
+        };
         let seq = f.seq;
-        self.event(format!("client {i} submits seq {seq} at rev {rev} on conn {conn}"));
+        self.event(format!(
+            "client {i} submits seq {seq} at rev {rev} on conn {conn}"
+        ));
         self.core.submit(conn, seq, rev, raw_of(&op));
         self.pump();
     }
@@ -1172,8 +1453,14 @@ impl Sim {
         let len = c.server_text.chars().count() as u64;
         let rev = c.rev;
         let count = self.rng.random_range(1..=3);
-        let ranges: Vec<(u64, u64)> =
-            (0..count).map(|_| (self.rng.random_range(0..=len), self.rng.random_range(0..=len))).collect();
+        let ranges: Vec<(u64, u64)> = (0..count)
+            .map(|_| {
+                (
+                    self.rng.random_range(0..=len),
+                    self.rng.random_range(0..=len),
+                )
+            })
+            .collect();
         self.stats.cursors += 1;
         self.event(format!("client {i} cursor at rev {rev}: {ranges:?}"));
         self.core.cursor(conn, rev, ranges);
@@ -1182,7 +1469,8 @@ impl Sim {
 
     fn retry(&mut self, i: usize) {
         let c = &self.clients[i];
-        if c.conn.is_some() && !c.drop_until_opened && c.inflight.as_ref().is_some_and(|f| f.retry) {
+        if c.conn.is_some() && !c.drop_until_opened && c.inflight.as_ref().is_some_and(|f| f.retry)
+        {
             self.stats.retries += 1;
             self.send_inflight(i);
         }
@@ -1190,7 +1478,9 @@ impl Sim {
 
     /// The client's socket breaks; it connects again and resumes.
     fn reconnect(&mut self, i: usize) {
-        let Some(old) = self.clients[i].conn.take() else { return };
+        let Some(old) = self.clients[i].conn.take() else {
+            return;
+        };
         self.owners.remove(&old);
         self.stats.reconnects += 1;
         if self.rng.random_bool(0.5) {
@@ -1206,7 +1496,9 @@ impl Sim {
 
     /// The client opens the document again on the same connection.
     fn resync(&mut self, i: usize) {
-        let Some(conn) = self.clients[i].conn else { return };
+        let Some(conn) = self.clients[i].conn else {
+            return;
+        };
         let since = self.rng.random_bool(0.7).then_some(self.clients[i].rev);
         self.stats.resyncs += 1;
         self.open_again(i, conn, since);
@@ -1215,7 +1507,11 @@ impl Sim {
     fn open_again(&mut self, i: usize, conn: ConnId, since: Option<u64>) {
         let c = &mut self.clients[i];
         c.opens_outstanding += 1;
-        let (id, name, color) = (c.id.clone(), Arc::from(name_of(i + 1)), Arc::from(color_of(i + 1)));
+        let (id, name, color) = (
+            c.id.clone(),
+            Arc::from(name_of(i + 1)),
+            Arc::from(color_of(i + 1)),
+        );
         self.event(format!("client {i} reopens on conn {conn} since {since:?}"));
         self.core.open(conn, conn, id, name, color, since);
         self.pump();
@@ -1226,7 +1522,9 @@ impl Sim {
         if self.zombies.is_empty() {
             return;
         }
-        let conn = self.zombies.swap_remove(self.rng.random_range(0..self.zombies.len()));
+        let conn = self
+            .zombies
+            .swap_remove(self.rng.random_range(0..self.zombies.len()));
         self.event(format!("server closes abandoned conn {conn}"));
         self.core.close(conn);
         self.pump();
@@ -1246,8 +1544,15 @@ impl Sim {
         match job {
             StoreJob::Append(records) => {
                 for record in records {
-                    assert_eq!(record.rev, self.audit.len() as u64 + 1, "appends follow what is durable");
-                    self.audit_text = record.op.apply_to_str(&self.audit_text).expect("a logged op applies");
+                    assert_eq!(
+                        record.rev,
+                        self.audit.len() as u64 + 1,
+                        "appends follow what is durable"
+                    );
+                    self.audit_text = record
+                        .op
+                        .apply_to_str(&self.audit_text)
+                        .expect("a logged op applies");
                     self.audit.push(record.clone());
                 }
                 if records.len() > 1 {
@@ -1255,15 +1560,28 @@ impl Sim {
                 }
             }
             StoreJob::Compact(snapshot) => {
-                assert_eq!(snapshot.rev, self.audit.len() as u64, "a snapshot is of the durable revision");
-                assert_eq!(snapshot.text, self.audit_text, "a snapshot has the durable text");
+                assert_eq!(
+                    snapshot.rev,
+                    self.audit.len() as u64,
+                    "a snapshot is of the durable revision"
+                );
+                assert_eq!(
+                    snapshot.text, self.audit_text,
+                    "a snapshot has the durable text"
+                );
                 let mut last: BTreeMap<&ClientId, (u64, u64)> = BTreeMap::new();
                 for r in &self.audit {
                     last.insert(&r.client, (r.seq, r.rev));
                 }
-                let clients: BTreeMap<&ClientId, (u64, u64)> =
-                    snapshot.clients.iter().map(|c| (&c.client, (c.seq, c.rev))).collect();
-                assert_eq!(clients, last, "a snapshot has every client's last seq and its revision");
+                let clients: BTreeMap<&ClientId, (u64, u64)> = snapshot
+                    .clients
+                    .iter()
+                    .map(|c| (&c.client, (c.seq, c.rev)))
+                    .collect();
+                assert_eq!(
+                    clients, last,
+                    "a snapshot has every client's last seq and its revision"
+                );
                 self.stats.compactions += 1;
             }
         }
@@ -1276,22 +1594,31 @@ impl Sim {
             (StoreJob::Append(records), true) => {
                 self.event(format!("store fails to append {} records", records.len()));
                 self.stats.store_failures += 1;
-                assert!(self.core.store_done(Err(io_error())).is_err(), "a failed append stops the document");
+                assert!(
+                    self.core.store_done(Err(io_error())).is_err(),
+                    "a failed append stops the document"
+                );
                 self.pump();
                 self.reload();
             }
             (StoreJob::Compact(_), true) => {
                 self.event("store fails to compact".to_owned());
-                self.core.store_done(Err(io_error())).expect("a failed compaction is not fatal");
+                self.core
+                    .store_done(Err(io_error()))
+                    .expect("a failed compaction is not fatal");
                 self.pump();
             }
             (_, false) => {
                 self.event(match &job {
-                    StoreJob::Append(r) => format!("store appends revs {}..={}", r[0].rev, r[r.len() - 1].rev),
+                    StoreJob::Append(r) => {
+                        format!("store appends revs {}..={}", r[0].rev, r[r.len() - 1].rev)
+                    }
                     StoreJob::Compact(s) => format!("store compacts at rev {}", s.rev),
                 });
                 self.write(&job);
-                self.core.store_done(Ok(())).expect("a successful write is not an error");
+                self.core
+                    .store_done(Ok(()))
+                    .expect("a successful write is not an error");
                 self.pump();
             }
         }
@@ -1317,10 +1644,19 @@ impl Sim {
     /// reconnects.
     fn reload(&mut self) {
         self.job = None;
-        self.core = DocumentCore::load(self.doc.clone(), self.store.stored(), self.settings.clone())
-            .expect("the store holds a loadable document");
-        assert_eq!(self.core.rev(), self.audit.len() as u64, "a reload has every durable op");
-        assert_eq!(self.core.text().to_string(), self.audit_text, "a reload has the durable text");
+        self.core =
+            DocumentCore::load(self.doc.clone(), self.store.stored(), self.settings.clone())
+                .expect("the store holds a loadable document");
+        assert_eq!(
+            self.core.rev(),
+            self.audit.len() as u64,
+            "a reload has every durable op"
+        );
+        assert_eq!(
+            self.core.text().to_string(),
+            self.audit_text,
+            "a reload has the durable text"
+        );
         self.owners.clear();
         self.zombies.clear();
         for i in 0..self.clients.len() {
@@ -1334,15 +1670,24 @@ impl Sim {
     // --- Client side of the protocol --------------------------------------------------------------
 
     fn deliver(&mut self, i: usize) {
-        let Some(frame) = self.clients[i].inbox.pop_front() else { return };
+        let Some(frame) = self.clients[i].inbox.pop_front() else {
+            return;
+        };
         self.event(format!("client {i} gets {frame}"));
-        assert_eq!(frame["doc"], SIM_DOC, "every frame names the document: {frame}");
+        assert_eq!(
+            frame["doc"], SIM_DOC,
+            "every frame names the document: {frame}"
+        );
         match frame["type"].as_str() {
             Some("opened") => self.on_opened(i, &frame),
             Some("ack") => self.on_ack(i, &frame),
             Some("op") => self.on_op(i, &frame),
             Some("cursor") => self.on_cursor(i, &frame),
-            Some("left") => assert_ne!(frame["client"], self.clients[i].id.as_str(), "told that it left itself"),
+            Some("left") => assert_ne!(
+                frame["client"],
+                self.clients[i].id.as_str(),
+                "told that it left itself"
+            ),
             Some("error") => self.on_error(i, &frame),
             _ => panic!("unexpected frame {frame}"),
         }
@@ -1356,8 +1701,9 @@ impl Sim {
             self.stats.empty_no_ops += 1;
             return Op::identity(0);
         }
-        Op::from_raw(raw(value.clone()), base_len)
-            .unwrap_or_else(|e| panic!("the server sent an invalid op {value} for a {base_len}-char document: {e}"))
+        Op::from_raw(raw(value.clone()), base_len).unwrap_or_else(|e| {
+            panic!("the server sent an invalid op {value} for a {base_len}-char document: {e}")
+        })
     }
 
     fn on_opened(&mut self, i: usize, frame: &Value) {
@@ -1367,10 +1713,17 @@ impl Sim {
         assert!(c.opens_outstanding > 0, "opened without an open");
         c.opens_outstanding -= 1;
         if let Some(previous) = c.conn_rev {
-            assert!(rev >= previous, "opened at {rev} after this connection got {previous}");
+            assert!(
+                rev >= previous,
+                "opened at {rev} after this connection got {previous}"
+            );
         }
         c.conn_rev = Some(rev);
-        assert!(rev >= c.rev, "opened at {rev} behind the client's revision {}", c.rev);
+        assert!(
+            rev >= c.rev,
+            "opened at {rev} behind the client's revision {}",
+            c.rev
+        );
         if let Some(ops) = frame.get("ops") {
             for entry in ops.as_array().expect("ops is an array") {
                 let op_rev = entry["rev"].as_u64().expect("listed op has a rev");
@@ -1383,7 +1736,11 @@ impl Sim {
                 let op = self.wire_op(&entry["op"], base_len);
                 let author = entry["client"].as_str().expect("listed op has a client");
                 let record = audited(&self.audit, op_rev);
-                assert_eq!((record.client.as_str(), &record.op), (author, &op), "listed op differs from the log");
+                assert_eq!(
+                    (record.client.as_str(), &record.op),
+                    (author, &op),
+                    "listed op differs from the log"
+                );
                 let c = &mut self.clients[i];
                 if author != c.id.as_str() {
                     Sim::apply_foreign(c, op);
@@ -1395,7 +1752,10 @@ impl Sim {
                     // PROTOCOL "Resuming": its own op after its last ack is the op in flight.
                     Some(f) if !f.blind => {
                         assert_eq!(f.seq, seq, "own listed op is the op in flight");
-                        assert_eq!(f.current, op, "own listed op is the op in flight as rebased");
+                        assert_eq!(
+                            f.current, op,
+                            "own listed op is the op in flight as rebased"
+                        );
                         c.inflight = Some(f);
                         Sim::acknowledge(c, op_rev);
                     }
@@ -1407,7 +1767,11 @@ impl Sim {
                         c.acks.push((seq, op_rev));
                     }
                     None => {
-                        assert_eq!(c.unknown_own_rev, Some(op_rev), "own op listed that the client never sent");
+                        assert_eq!(
+                            c.unknown_own_rev,
+                            Some(op_rev),
+                            "own op listed that the client never sent"
+                        );
                         c.unknown_own_rev = None;
                         Sim::apply_foreign(c, op);
                     }
@@ -1415,12 +1779,18 @@ impl Sim {
             }
             let c = &self.clients[i];
             assert_eq!(c.rev, rev, "the ops of opened reach its rev");
-            assert_eq!(c.unknown_own_rev, None, "the resync listed the client's own op");
+            assert_eq!(
+                c.unknown_own_rev, None,
+                "the resync listed the client's own op"
+            );
         } else {
             let text = frame["text"].as_str().expect("a snapshot has text");
             let c = &mut self.clients[i];
             if rev == c.rev {
-                assert_eq!(c.server_text, text, "snapshot at the client's own revision differs");
+                assert_eq!(
+                    c.server_text, text,
+                    "snapshot at the client's own revision differs"
+                );
             } else {
                 if let Some(f) = c.inflight.as_mut() {
                     assert!(f.base_rev < rev);
@@ -1450,7 +1820,10 @@ impl Sim {
         let f = c.inflight.take().expect("an op in flight");
         assert!(!f.blind);
         assert_eq!(rev, c.rev + 1, "an ack follows the client's revision");
-        c.server_text = f.current.apply_to_str(&c.server_text).expect("the op in flight applies");
+        c.server_text = f
+            .current
+            .apply_to_str(&c.server_text)
+            .expect("the op in flight applies");
         c.rev = rev;
         c.acked_seq = f.seq;
         c.acks.push((f.seq, rev));
@@ -1465,27 +1838,36 @@ impl Sim {
             });
         }
         if c.inflight.is_none() {
-            assert_eq!(c.text, c.server_text, "without local edits the client shows the server's text");
+            assert_eq!(
+                c.text, c.server_text,
+                "without local edits the client shows the server's text"
+            );
         }
     }
 
     /// An op of another client (or its own, not in its text): rebase local edits over it.
     fn apply_foreign(c: &mut SimClient, op: Op) {
-        c.server_text = op.apply_to_str(&c.server_text).expect("a server op applies to the server text");
+        c.server_text = op
+            .apply_to_str(&c.server_text)
+            .expect("a server op applies to the server text");
         c.rev += 1;
         let mut incoming = op;
         if let Some(f) = c.inflight.as_mut().filter(|f| !f.blind) {
             // The server applied `incoming` first: its inserts go left of ours.
-            let (rebased_incoming, rebased_ours) = Op::transform(&incoming, &f.current).expect("transform");
+            let (rebased_incoming, rebased_ours) =
+                Op::transform(&incoming, &f.current).expect("transform");
             incoming = rebased_incoming;
             f.current = rebased_ours;
         }
         if let Some(pending) = c.pending.as_mut() {
-            let (rebased_incoming, rebased_pending) = Op::transform(&incoming, pending).expect("transform");
+            let (rebased_incoming, rebased_pending) =
+                Op::transform(&incoming, pending).expect("transform");
             incoming = rebased_incoming;
             *pending = rebased_pending;
         }
-        c.text = incoming.apply_to_str(&c.text).expect("a rebased op applies to the local text");
+        c.text = incoming
+            .apply_to_str(&c.text)
+            .expect("a rebased op applies to the local text");
     }
 
     fn on_ack(&mut self, i: usize, frame: &Value) {
@@ -1493,20 +1875,33 @@ impl Sim {
         let rev = frame["rev"].as_u64().expect("ack has a rev");
         let record = audited(&self.audit, rev);
         let me = &self.clients[i].id;
-        assert_eq!((&record.client, record.seq), (me, seq), "ack for an op the log has otherwise");
+        assert_eq!(
+            (&record.client, record.seq),
+            (me, seq),
+            "ack for an op the log has otherwise"
+        );
         let c = &mut self.clients[i];
         let conn_rev = c.conn_rev.expect("ack before opened");
         if seq <= c.acked_seq {
             // A second answer to a resubmitted op: the dedup exception.
-            assert!(rev <= conn_rev, "duplicate ack at {rev} ahead of this connection's {conn_rev}");
+            assert!(
+                rev <= conn_rev,
+                "duplicate ack at {rev} ahead of this connection's {conn_rev}"
+            );
             self.stats.dedup_acks += 1;
             return;
         }
-        let f = c.inflight.as_ref().unwrap_or_else(|| panic!("ack {frame} without an op in flight"));
+        let f = c
+            .inflight
+            .as_ref()
+            .unwrap_or_else(|| panic!("ack {frame} without an op in flight"));
         assert_eq!(f.seq, seq, "ack for an op that is not in flight");
         if rev <= conn_rev {
             // The dedup exception: only an op resubmitted after a snapshot can be acked behind.
-            assert!(f.blind, "ack at {rev} behind this connection's {conn_rev} for an op not resubmitted blind");
+            assert!(
+                f.blind,
+                "ack at {rev} behind this connection's {conn_rev} for an op not resubmitted blind"
+            );
             self.stats.dedup_acks += 1;
             c.inflight = None;
             c.acked_seq = seq;
@@ -1528,7 +1923,11 @@ impl Sim {
             self.open_again(i, conn, since);
             return;
         }
-        assert_eq!(audited(&self.audit, rev).op, f.current, "the logged op is the op in flight as the client rebased it");
+        assert_eq!(
+            audited(&self.audit, rev).op,
+            f.current,
+            "the logged op is the op in flight as the client rebased it"
+        );
         let c = &mut self.clients[i];
         Sim::acknowledge(c, rev);
         if c.inflight.is_some() {
@@ -1540,10 +1939,18 @@ impl Sim {
         let rev = frame["rev"].as_u64().expect("op has a rev");
         let c = &mut self.clients[i];
         let conn_rev = c.conn_rev.expect("op before opened");
-        assert_eq!(rev, conn_rev + 1, "ops arrive in revision order without a gap on a connection");
+        assert_eq!(
+            rev,
+            conn_rev + 1,
+            "ops arrive in revision order without a gap on a connection"
+        );
         c.conn_rev = Some(rev);
         let author = frame["client"].as_str().expect("op has a client");
-        assert_ne!(author, c.id.as_str(), "a client's own op is sent to it as a broadcast");
+        assert_ne!(
+            author,
+            c.id.as_str(),
+            "a client's own op is sent to it as a broadcast"
+        );
         if c.drop_until_opened {
             return;
         }
@@ -1551,23 +1958,41 @@ impl Sim {
         let base_len = c.server_text.chars().count();
         let op = self.wire_op(&frame["op"], base_len);
         let record = audited(&self.audit, rev);
-        assert_eq!((record.client.as_str(), &record.op), (author, &op), "broadcast op differs from the log");
+        assert_eq!(
+            (record.client.as_str(), &record.op),
+            (author, &op),
+            "broadcast op differs from the log"
+        );
         Sim::apply_foreign(&mut self.clients[i], op);
     }
 
     fn on_cursor(&mut self, i: usize, frame: &Value) {
         let c = &self.clients[i];
         let author = frame["client"].as_str().expect("cursor has a client");
-        assert_ne!(author, c.id.as_str(), "a cursor is echoed to its own client");
+        assert_ne!(
+            author,
+            c.id.as_str(),
+            "a cursor is echoed to its own client"
+        );
         let n = usize::from_str_radix(author, 16).expect("test client ids are hex numbers");
-        assert_eq!((&frame["name"], &frame["color"]), (&json!(name_of(n)), &json!(color_of(n))));
+        assert_eq!(
+            (&frame["name"], &frame["color"]),
+            (&json!(name_of(n)), &json!(color_of(n)))
+        );
         if c.drop_until_opened || c.conn_rev != Some(c.rev) {
             return;
         }
         let len = c.server_text.chars().count() as u64;
         for range in frame["ranges"].as_array().expect("ranges") {
-            let (a, h) = (range[0].as_u64().expect("anchor"), range[1].as_u64().expect("head"));
-            assert!(a <= len && h <= len, "cursor {frame} past the end of the {len}-char text at rev {}", c.rev);
+            let (a, h) = (
+                range[0].as_u64().expect("anchor"),
+                range[1].as_u64().expect("head"),
+            );
+            assert!(
+                a <= len && h <= len,
+                "cursor {frame} past the end of the {len}-char text at rev {}",
+                c.rev
+            );
         }
     }
 
@@ -1589,7 +2014,8 @@ impl Sim {
                 _ => panic!("unexpected error for the op in flight: {frame}"),
             },
             // An earlier submission of an op that another submission got applied.
-            _ if seq.is_some_and(|s| s <= c.acked_seq) && matches!(code, "unavailable" | "stale_rev") => {}
+            _ if seq.is_some_and(|s| s <= c.acked_seq)
+                && matches!(code, "unavailable" | "stale_rev") => {}
             _ => panic!("unexpected error: {frame}"),
         }
     }
@@ -1637,32 +2063,73 @@ impl Sim {
 
     fn check_final(&mut self) {
         assert!(self.core.is_flushed());
-        assert_eq!(self.core.subscriber_count(), self.clients.len(), "one subscription per connected client");
+        assert_eq!(
+            self.core.subscriber_count(),
+            self.clients.len(),
+            "one subscription per connected client"
+        );
         let durable = self.core.durable_rev();
         let server_text = self.core.text().to_string();
         assert_eq!(durable, self.audit.len() as u64);
         assert_eq!(server_text, self.audit_text);
         for (k, record) in self.audit.iter().enumerate() {
-            assert_eq!(record.rev, k as u64 + 1, "durable revisions are consecutive");
+            assert_eq!(
+                record.rev,
+                k as u64 + 1,
+                "durable revisions are consecutive"
+            );
         }
         for c in &self.clients {
-            assert!(c.conn.is_some() && c.opens_outstanding == 0 && !c.drop_until_opened, "client {}", c.index);
-            assert!(c.inflight.is_none() && c.pending.is_none(), "client {} still has unacknowledged edits", c.index);
-            assert_eq!((c.rev, c.conn_rev), (durable, Some(durable)), "client {} revision", c.index);
+            assert!(
+                c.conn.is_some() && c.opens_outstanding == 0 && !c.drop_until_opened,
+                "client {}",
+                c.index
+            );
+            assert!(
+                c.inflight.is_none() && c.pending.is_none(),
+                "client {} still has unacknowledged edits",
+                c.index
+            );
+            assert_eq!(
+                (c.rev, c.conn_rev),
+                (durable, Some(durable)),
+                "client {} revision",
+                c.index
+            );
             assert_eq!(c.server_text, server_text, "client {} diverged", c.index);
             assert_eq!(c.text, server_text, "client {} shows other text", c.index);
             // Exactly once: the log has this client's seqs 1, 2, 3, … each once, and they are
             // exactly the ops it was told were applied, at the revisions it was told.
-            let logged: Vec<(u64, u64)> =
-                self.audit.iter().filter(|r| r.client == c.id).map(|r| (r.seq, r.rev)).collect();
+            let logged: Vec<(u64, u64)> = self
+                .audit
+                .iter()
+                .filter(|r| r.client == c.id)
+                .map(|r| (r.seq, r.rev))
+                .collect();
             let seqs: Vec<u64> = logged.iter().map(|&(seq, _)| seq).collect();
-            assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "client {} seqs in the log", c.index);
-            assert_eq!(c.acks, logged, "client {} acks differ from the log", c.index);
+            assert_eq!(
+                seqs,
+                (1..=seqs.len() as u64).collect::<Vec<_>>(),
+                "client {} seqs in the log",
+                c.index
+            );
+            assert_eq!(
+                c.acks, logged,
+                "client {} acks differ from the log",
+                c.index
+            );
             assert_eq!(c.acked_seq, seqs.len() as u64);
         }
-        let reloaded = DocumentCore::<ConnId>::load(self.doc.clone(), self.store.stored(), self.settings.clone())
-            .expect("the store loads");
-        assert_eq!((reloaded.rev(), reloaded.text().to_string()), (durable, server_text));
+        let reloaded = DocumentCore::<ConnId>::load(
+            self.doc.clone(),
+            self.store.stored(),
+            self.settings.clone(),
+        )
+        .expect("the store loads");
+        assert_eq!(
+            (reloaded.rev(), reloaded.text().to_string()),
+            (durable, server_text)
+        );
     }
 }
 
