@@ -3,7 +3,7 @@
 # port, raised limits), runs the load scenarios with chorus-chaos, the in-process trace replay and
 # the criterion micro-benchmarks, and writes a markdown table (medians of RUNS runs).
 #
-# Usage: scripts/bench.sh [OUT_DIR]        (default OUT_DIR: bench-results/<date>)
+# Usage: scripts/bench.sh [OUT_DIR]        (default OUT_DIR: $CARGO_TARGET_DIR/bench/<date>)
 # Environment:
 #   RUNS=3                runs of each load scenario (the table shows medians)
 #   DURATION_S=15         measured seconds per load run (WARMUP_S before it; big scenarios get more)
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-out="${1:-$root/bench-results/$(date +%Y%m%d-%H%M%S)}"
+out="${1:-$target_dir/bench/$(date +%Y%m%d-%H%M%S)}"
 runs="${RUNS:-3}"
 duration="${DURATION_S:-15}"
 warmup="${WARMUP_S:-3}"
@@ -55,7 +55,7 @@ start_node() {
   node_dir="$(mktemp -d)"
   port="$(free_port)"
   "$chorus" --listen "127.0.0.1:$port" --data-dir "$node_dir/data" --log warn \
-    --max-connections 20000 --op-rate-per-s 1000 --op-burst 2000 "${node_args[@]}" >"$node_dir/node.log" 2>&1 &
+    --max-connections 20000 --op-rate-per-s 20000 --op-burst 40000 "${node_args[@]}" >"$node_dir/node.log" 2>&1 &
   node_pid=$!
   for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi

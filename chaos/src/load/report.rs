@@ -528,3 +528,69 @@ impl Report {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::load::client::ClientFinal;
+
+    fn final_of(index: usize, rev: u64, text: &str) -> ClientFinal {
+        let mut h = Fnv::new();
+        h.add(text.as_bytes());
+        ClientFinal {
+            index,
+            rev,
+            len: text.chars().count(),
+            hash: h.0,
+            drained: true,
+        }
+    }
+
+    fn doc(text: &str, acked: &[u64], sent: &[u64]) -> DocOutcome {
+        DocOutcome {
+            id: "d".into(),
+            finals: vec![final_of(0, 5, text), final_of(1, 5, text)],
+            acked_tokens: acked.to_vec(),
+            sent_tokens: sent.iter().copied().collect::<HashSet<u64>>(),
+            unfinished_tracks: 0,
+        }
+    }
+
+    #[test]
+    fn checks_find_divergence_loss_duplicates_and_unknown_inserts() {
+        let mut rng = SmallRng::seed_from_u64(4);
+        let (a, b) = (
+            typing::insert_text(2, 1, &mut rng),
+            typing::insert_text(3, 2, &mut rng),
+        );
+        let text = format!("{a}{b}");
+        let ok = check(&[doc(&text, &[1, 2], &[1, 2, 3])], |_| {
+            Ok(vec![(5, text.clone())])
+        })
+        .expect("checks run");
+        assert!(ok.converged && ok.no_loss, "{:?}", ok.failures);
+
+        let mut diverged = doc(&text, &[1, 2], &[1, 2]);
+        diverged.finals[1] = final_of(1, 5, &a);
+        let c = check(&[diverged], |_| Ok(vec![(5, text.clone())])).expect("checks run");
+        assert!(!c.converged && c.no_loss);
+
+        let lost =
+            check(&[doc(&a, &[1, 2], &[1, 2])], |_| Ok(vec![(5, a.clone())])).expect("checks run");
+        assert!(!lost.no_loss, "acknowledged insert 2 is missing");
+
+        let twice = format!("{a}{a}");
+        let doubled = check(&[doc(&twice, &[1], &[1])], |_| Ok(vec![(5, twice.clone())]))
+            .expect("checks run");
+        assert!(!doubled.no_loss, "insert 1 is present twice");
+
+        let unknown =
+            check(&[doc(&text, &[1], &[1])], |_| Ok(vec![(5, text.clone())])).expect("checks run");
+        assert!(!unknown.no_loss, "insert 2 was never sent");
+    }
+}
