@@ -15,11 +15,11 @@ use chorus_actors::protocol::decode_client;
 use chorus_actors::session::{Access, SessionArgs, SessionLimits, SessionMsg};
 use chorus_actors::session_supervisor::SessionSupervisorMsg;
 use fastwebsockets::upgrade::UpgradeFut;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use ractor::ActorRef;
-use tokio::io::WriteHalf;
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::mpsc;
 
 use crate::server::{ConnectionGuard, Phase, WebContext};
@@ -39,7 +39,6 @@ enum Control {
     ReaderDone,
 }
 
-type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
 
 /// Serves one upgraded connection until it closes.
 pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: ConnectionGuard) {
@@ -51,7 +50,21 @@ pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: C
             return;
         }
     };
-    let (mut read, write) = ws.split(tokio::io::split);
+    // The read half stays with fastwebsockets; the write half is ours, so that a burst of queued
+    // frames goes out in one write (one syscall) instead of one per frame.
+    let write_slot = std::sync::Mutex::new(None);
+    let (mut read, _unused) = ws.split(|io| {
+        let (read, write) = tokio::io::split(io);
+        if let Ok(mut slot) = write_slot.lock() {
+            *slot = Some(write);
+        }
+        (read, tokio::io::sink())
+    });
+    let Some(write) = write_slot.lock().ok().and_then(|mut slot| slot.take()) else {
+        tracing::error!("could not take the socket's write half");
+        return;
+    };
+    let write = FrameWriter { io: write, buffer: Vec::with_capacity(4096) };
     // fastwebsockets refuses a frame whose payload is >= this size; max_frame_bytes is the largest
     // frame accepted, so a frame of exactly max_frame_bytes must pass.
     read.set_max_message_size(ctx.config.limits.max_frame_bytes.saturating_add(1));
@@ -234,17 +247,77 @@ async fn read_loop(
     let _ = control.send(Control::ReaderDone).await;
 }
 
-async fn write_frame(write: &mut Writer, frame: Frame<'_>) -> Result<(), WebSocketError> {
-    write.write_frame(frame).await
+/// Most queued frames gathered into one write.
+const MAX_BATCH_FRAMES: usize = 64;
+/// Most bytes gathered into one write (a larger single frame still goes out whole).
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Buffer capacity kept between writes; a larger one (after a big frame) is released.
+const KEPT_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Writes unmasked server frames (RFC 6455 §5.2) to the socket, several per write.
+struct FrameWriter {
+    io: WriteHalf<TokioIo<Upgraded>>,
+    buffer: Vec<u8>,
+}
+
+impl FrameWriter {
+    /// Appends one frame to the pending write.
+    fn push(&mut self, opcode: OpCode, payload: &[u8]) {
+        let len = payload.len();
+        self.buffer.push(0x80 | opcode as u8);
+        if len < 126 {
+            self.buffer.push(len as u8);
+        } else if len <= usize::from(u16::MAX) {
+            self.buffer.push(126);
+            self.buffer.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            self.buffer.push(127);
+            self.buffer.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        self.buffer.extend_from_slice(payload);
+    }
+
+    /// Appends a close frame with `code` and `reason`.
+    fn push_close(&mut self, code: u16, reason: &[u8]) {
+        let mut payload = Vec::with_capacity(2 + reason.len());
+        payload.extend_from_slice(&code.to_be_bytes());
+        payload.extend_from_slice(reason);
+        self.push(OpCode::Close, &payload);
+    }
+
+    /// Writes everything pending.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.io.write_all(&self.buffer).await?;
+            self.io.flush().await?;
+            self.buffer.clear();
+            if self.buffer.capacity() > KEPT_BUFFER_BYTES {
+                self.buffer.shrink_to(KEPT_BUFFER_BYTES);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one frame now.
+    async fn send(&mut self, opcode: OpCode, payload: &[u8]) -> std::io::Result<()> {
+        self.push(opcode, payload);
+        self.flush().await
+    }
+
+    /// Writes a close frame now.
+    async fn close(&mut self, code: u16, reason: &[u8]) -> std::io::Result<()> {
+        self.push_close(code, reason);
+        self.flush().await
+    }
 }
 
 async fn write_loop(
-    mut write: Writer,
+    mut write: FrameWriter,
     mut queue: OutboundReceiver,
     mut control: mpsc::Receiver<Control>,
     last_seen_ms: Arc<AtomicU64>,
     ctx: &WebContext,
-) -> Result<(), WebSocketError> {
+) -> std::io::Result<()> {
     let settings = &ctx.config.websocket;
     let mut ping = tokio::time::interval(Duration::from_millis(settings.ping_interval_ms.max(1)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -256,37 +329,50 @@ async fn write_loop(
             biased;
             item = control.recv() => match item {
                 Some(Control::Obligated(opcode, payload)) => {
-                    write_frame(&mut write, Frame::new(true, opcode, None, Payload::Owned(payload))).await?;
+                    write.send(opcode, &payload).await?;
                     if opcode == OpCode::Close {
                         return Ok(());
                     }
                 }
                 Some(Control::TooBig) => {
-                    let reason = b"frame over the configured limit";
-                    return write_frame(&mut write, Frame::close(CLOSE_TOO_BIG, reason)).await;
+                    return write.close(CLOSE_TOO_BIG, b"frame over the configured limit").await;
                 }
                 Some(Control::ReaderDone) | None => return Ok(()),
             },
-            item = queue.rx.recv() => match item {
-                Some(Outgoing::Frame(frame)) => {
-                    write_frame(&mut write, Frame::text(Payload::Borrowed(&frame))).await?;
+            item = queue.rx.recv() => {
+                // Gather what else is queued (bounded) into the same write.
+                let mut next = item;
+                let mut frames = 0;
+                loop {
+                    match next {
+                        Some(Outgoing::Frame(frame)) => write.push(OpCode::Text, &frame),
+                        Some(Outgoing::Close(code, reason)) => return write.close(code, reason.as_bytes()).await,
+                        None => {
+                            write.flush().await?;
+                            return Ok(());
+                        }
+                    }
+                    frames += 1;
+                    if frames >= MAX_BATCH_FRAMES || write.buffer.len() >= MAX_BATCH_BYTES {
+                        break;
+                    }
+                    match queue.rx.try_recv() {
+                        Ok(item) => next = Some(item),
+                        Err(_) => break,
+                    }
                 }
-                Some(Outgoing::Close(code, reason)) => {
-                    return write_frame(&mut write, Frame::close(code, reason.as_bytes())).await;
-                }
-                None => return Ok(()),
-            },
+                write.flush().await?;
+            }
             _ = queue.overflow.notified() => {
-                let reason = b"client too slow: send queue full; reconnect and resume";
-                return write_frame(&mut write, Frame::close(CLOSE_TRY_AGAIN, reason)).await;
+                return write.close(CLOSE_TRY_AGAIN, b"client too slow: send queue full; reconnect and resume").await;
             }
             _ = ping.tick() => {
                 let silent_ms = elapsed_ms(ctx).saturating_sub(last_seen_ms.load(Ordering::Relaxed));
                 if silent_ms > settings.ping_timeout_ms {
                     tracing::debug!(silent_ms, "client answered no ping in time; dropping it");
-                    return write_frame(&mut write, Frame::close(CLOSE_POLICY, b"ping timeout")).await;
+                    return write.close(CLOSE_POLICY, b"ping timeout").await;
                 }
-                write_frame(&mut write, Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"chorus"))).await?;
+                write.send(OpCode::Ping, b"chorus").await?;
             }
             changed = phase.changed() => {
                 let now = *phase.borrow();
@@ -294,13 +380,16 @@ async fn write_loop(
                     // Everything accepted is durable and queued: send it, then say goodbye.
                     while let Ok(item) = queue.rx.try_recv() {
                         match item {
-                            Outgoing::Frame(frame) => write_frame(&mut write, Frame::text(Payload::Borrowed(&frame))).await?,
-                            Outgoing::Close(code, reason) => {
-                                return write_frame(&mut write, Frame::close(code, reason.as_bytes())).await;
+                            Outgoing::Frame(frame) => {
+                                write.push(OpCode::Text, &frame);
+                                if write.buffer.len() >= MAX_BATCH_BYTES {
+                                    write.flush().await?;
+                                }
                             }
+                            Outgoing::Close(code, reason) => return write.close(code, reason.as_bytes()).await,
                         }
                     }
-                    return write_frame(&mut write, Frame::close(CLOSE_GOING_AWAY, b"server shutting down")).await;
+                    return write.close(CLOSE_GOING_AWAY, b"server shutting down").await;
                 }
             }
         }
