@@ -39,7 +39,6 @@ enum Control {
     ReaderDone,
 }
 
-
 /// Serves one upgraded connection until it closes.
 pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: ConnectionGuard) {
     let _guard = guard;
@@ -64,7 +63,10 @@ pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: C
         tracing::error!("could not take the socket's write half");
         return;
     };
-    let write = FrameWriter { io: write, buffer: Vec::with_capacity(4096) };
+    let write = FrameWriter {
+        io: write,
+        buffer: Vec::with_capacity(4096),
+    };
     // fastwebsockets refuses a frame whose payload is >= this size; max_frame_bytes is the largest
     // frame accepted, so a frame of exactly max_frame_bytes must pass.
     read.set_max_message_size(ctx.config.limits.max_frame_bytes.saturating_add(1));
