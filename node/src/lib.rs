@@ -154,6 +154,18 @@ impl Node {
         self.addr
     }
 
+    /// Documents with a running actor on this node (for health reporting and tests).
+    pub async fn running_documents(&self) -> anyhow::Result<usize> {
+        match self
+            .documents
+            .call(SupervisorMsg::Stats, Some(Duration::from_secs(5)))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(stats)) => Ok(stats.documents),
+            other => anyhow::bail!("the document supervisor did not answer: {other:?}"),
+        }
+    }
+
     /// Graceful shutdown: stop accepting, stop reading client messages, make every accepted op
     /// durable (its ack is queued), send what is queued and close sockets with 1001, stop actors.
     pub async fn shutdown(self) -> anyhow::Result<()> {

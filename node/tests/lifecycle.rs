@@ -28,8 +28,8 @@ async fn an_idle_document_stops_and_reloads_from_its_store_intact() {
     }
     a.send(json!({"type":"close","doc":"idle.txt"})).await;
     a.ping_pong().await;
-    // The actor's stop cannot be observed from outside; wait well past the idle timeout.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The idle document's actor stops, so the next open reloads it from the store.
+    wait_until_no_document_runs(&node).await;
     assert_eq!(a.open_snapshot("idle.txt").await, (4, "1234".to_owned()));
     // Exactly-once survived the reload: the last op is acked with its first revision.
     a.send_op("idle.txt", 3, 4, json!([3, "4"])).await;
@@ -46,7 +46,7 @@ async fn an_idle_document_stops_and_reloads_from_its_store_intact() {
     assert_eq!(a.op_acked("idle.txt", 4, 5, json!([4, "5"])).await, 5);
     a.send(json!({"type":"close","doc":"idle.txt"})).await;
     a.ping_pong().await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_until_no_document_runs(&node).await;
     let mut b = Client::connect(&node.url(), None, "Bob").await;
     assert_eq!(b.open_snapshot("idle.txt").await, (5, "12345".to_owned()));
     node.shutdown().await;
@@ -170,4 +170,16 @@ async fn opening_a_document_while_it_goes_idle_never_loses_ops_or_exactly_once()
     let mut c = Client::connect(&node.url(), None, "Cy").await;
     assert_eq!(c.open_snapshot(doc).await, (30, expected));
     node.shutdown().await;
+}
+
+/// Waits (bounded) until the node runs no document actor: the idle stop happened.
+async fn wait_until_no_document_runs(node: &TestNode) {
+    poll_until("the idle document's actor has stopped", || async {
+        node.node
+            .running_documents()
+            .await
+            .expect("supervisor answers")
+            == 0
+    })
+    .await;
 }

@@ -272,9 +272,9 @@ impl Actor for DocumentSupervisor {
                 state.restart(&myself, &cell, &error).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if let Some(doc) = state.by_actor.remove(&cell.get_id()) {
-                    // Stopped on its own (not by the idle path, which unmaps first): treat as a failure.
-                    state.by_actor.insert(cell.get_id(), doc);
+                if state.by_actor.contains_key(&cell.get_id()) {
+                    // Stopped on its own (not by the idle or release paths, which unmap first):
+                    // treat as a failure.
                     let why = reason.unwrap_or_else(|| "stopped".to_owned());
                     state.restart(&myself, &cell, &why).await;
                 }
