@@ -205,6 +205,22 @@ pub enum ErrorCode {
 impl ServerMsg<'_> {
     /// Encodes this message as one text frame.
     pub fn encode(&self) -> Frame {
+        // The two messages sent once per op are written by hand (same bytes as serde's): the
+        // generic serializer costs more than the rest of an ack's path through the document.
+        match *self {
+            ServerMsg::Ack { doc, seq, rev } => return encode_ack(doc, seq, rev),
+            ServerMsg::Op {
+                doc,
+                rev,
+                client,
+                op,
+            } => return encode_op(doc, rev, client, op),
+            _ => {}
+        }
+        self.encode_generic()
+    }
+
+    fn encode_generic(&self) -> Frame {
         match serde_json::to_vec(self) {
             Ok(bytes) => Bytes::from(bytes),
             // Serializing these types cannot fail (no maps with non-string keys, no I/O);
@@ -215,6 +231,77 @@ impl ServerMsg<'_> {
             )),
         }
     }
+}
+
+/// Appends `s` as a JSON string: copied as is when nothing in it needs escaping (ids, typing),
+/// else through serde_json.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        // Writing a string into a Vec cannot fail; keep the frame valid regardless.
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `{"type":"ack","doc":…,"seq":…,"rev":…}`.
+fn encode_ack(doc: &str, seq: u64, rev: u64) -> Frame {
+    encode_ack_after(&ack_prefix(doc), seq, rev)
+}
+
+/// The part of every `ack` of document `doc` before its seq: a document encodes it once.
+pub fn ack_prefix(doc: &str) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(32 + doc.len());
+    out.extend_from_slice(br#"{"type":"ack","doc":"#);
+    push_json_str(&mut out, doc);
+    out.extend_from_slice(br#","seq":"#);
+    out.into_boxed_slice()
+}
+
+/// An `ack` frame from its document's [`ack_prefix`], allocated at its exact size (a `Bytes` made
+/// from a `Vec` with spare capacity costs a second allocation).
+pub fn encode_ack_after(prefix: &[u8], seq: u64, rev: u64) -> Frame {
+    const REV: &[u8] = br#","rev":"#;
+    let mut seq_digits = itoa::Buffer::new();
+    let seq = seq_digits.format(seq).as_bytes();
+    let mut rev_digits = itoa::Buffer::new();
+    let rev = rev_digits.format(rev).as_bytes();
+    let mut out = Vec::with_capacity(prefix.len() + seq.len() + REV.len() + rev.len() + 1);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(seq);
+    out.extend_from_slice(REV);
+    out.extend_from_slice(rev);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// `{"type":"op","doc":…,"rev":…,"client":…,"op":[…]}`.
+fn encode_op(doc: &str, rev: u64, client: &str, op: &Op) -> Frame {
+    let mut out = Vec::with_capacity(96 + doc.len() + client.len() + op.encoded_len_hint());
+    out.extend_from_slice(br#"{"type":"op","doc":"#);
+    push_json_str(&mut out, doc);
+    out.extend_from_slice(br#","rev":"#);
+    push_u64(&mut out, rev);
+    out.extend_from_slice(br#","client":"#);
+    push_json_str(&mut out, client);
+    out.extend_from_slice(br#","op":"#);
+    if serde_json::to_writer(&mut out, op).is_err() {
+        return ServerMsg::Op {
+            doc,
+            rev,
+            client,
+            op,
+        }
+        .encode_generic();
+    }
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 /// Encodes an `error` frame.
@@ -444,6 +531,51 @@ mod tests {
             br#"{"type":"opened","doc":"d","rev":0,"text":"","lang":"plaintext"}"#
         );
         assert_eq!(&ServerMsg::Pong.encode()[..], br#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn hand_written_ack_and_op_match_serde_byte_for_byte() {
+        use crate::ot::RawComponent;
+        let docs = ["d", "dir/a \"q\" \\ \u{1}.rs", "ünï/😀.py", ""];
+        let texts = ["x", "line\n\t\"quoted\" \\ \u{7f} 😀", ""];
+        for doc in docs {
+            for (seq, rev) in [(0, 0), (1, 2), (u64::MAX, u64::MAX - 1)] {
+                let msg = ServerMsg::Ack { doc, seq, rev };
+                assert_eq!(msg.encode(), msg.encode_generic(), "ack {doc:?}");
+            }
+            for text in texts {
+                let raw = RawOp(vec![
+                    RawComponent::Retain(3),
+                    RawComponent::Insert(text.to_string()),
+                    RawComponent::Delete(2),
+                    RawComponent::Retain(1),
+                ]);
+                let Ok(op) = Op::from_raw(raw, 6) else {
+                    continue; // an empty insert is not a valid component
+                };
+                for client in ["c", "a\"b"] {
+                    let msg = ServerMsg::Op {
+                        doc,
+                        rev: 7,
+                        client,
+                        op: &op,
+                    };
+                    assert_eq!(msg.encode(), msg.encode_generic(), "op {doc:?} {text:?}");
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&msg.encode()).expect("valid JSON");
+                    assert_eq!(value["doc"], doc);
+                }
+            }
+            let identity =
+                Op::from_raw(RawOp(vec![RawComponent::Retain(4)]), 4).expect("identity op");
+            let msg = ServerMsg::Op {
+                doc,
+                rev: 1,
+                client: "c",
+                op: &identity,
+            };
+            assert_eq!(msg.encode(), msg.encode_generic());
+        }
     }
 
     #[test]

@@ -50,6 +50,11 @@ fn records(revs: std::ops::RangeInclusive<u64>) -> Vec<LogRecord> {
     revs.map(record).collect()
 }
 
+/// Records as the store takes them (shared with the document core's history).
+fn shared(records: Vec<LogRecord>) -> Vec<std::sync::Arc<LogRecord>> {
+    records.into_iter().map(std::sync::Arc::new).collect()
+}
+
 fn snapshot(rev: u64) -> Snapshot {
     Snapshot {
         rev,
@@ -76,7 +81,10 @@ async fn write_separately(dir: &Path, id: &DocId, n: u64) {
     let store = store(dir);
     let (mut handle, _) = open(&store, id).await;
     for rev in 1..=n {
-        handle.append(&[record(rev)]).await.expect("append");
+        handle
+            .append(&[std::sync::Arc::new(record(rev))])
+            .await
+            .expect("append");
     }
 }
 
@@ -117,9 +125,18 @@ mod store_embedded {
             let store = store(dir.path());
             let (mut handle, stored) = open(&store, &id).await;
             assert_eq!(stored, StoredDocument::default());
-            handle.append(&records(1..=1)).await.expect("append");
-            handle.append(&records(2..=4)).await.expect("append");
-            handle.append(&records(5..=5)).await.expect("append");
+            handle
+                .append(&shared(records(1..=1)))
+                .await
+                .expect("append");
+            handle
+                .append(&shared(records(2..=4)))
+                .await
+                .expect("append");
+            handle
+                .append(&shared(records(5..=5)))
+                .await
+                .expect("append");
         }
         let stored = reload(dir.path(), &id).await.expect("load");
         assert_eq!(
@@ -132,7 +149,10 @@ mod store_embedded {
         // And appending goes on where it stopped.
         let store = store(dir.path());
         let (mut handle, _) = open(&store, &id).await;
-        handle.append(&records(6..=6)).await.expect("append");
+        handle
+            .append(&shared(records(6..=6)))
+            .await
+            .expect("append");
         drop(handle);
         assert_eq!(
             reload(dir.path(), &id).await.expect("load").log,
@@ -169,7 +189,7 @@ mod store_embedded {
             let store = store(dir.path());
             let (mut handle, _) = open(&store, &id).await;
             handle
-                .append(std::slice::from_ref(&noop))
+                .append(&[std::sync::Arc::new(noop.clone())])
                 .await
                 .expect("append");
         }
@@ -185,17 +205,20 @@ mod store_embedded {
             let store = store(dir.path());
             let (mut handle, _) = open(&store, &id).await;
             for rev in 1..=50 {
-                handle.append(&[record(rev)]).await.expect("append");
+                handle
+                    .append(&[std::sync::Arc::new(record(rev))])
+                    .await
+                    .expect("append");
             }
             let before = std::fs::metadata(&log).expect("log").len();
             handle.compact(&snapshot(30)).await.expect("compact");
             assert!(std::fs::metadata(&log).expect("log").len() < before / 2);
             handle
-                .append(&records(51..=55))
+                .append(&shared(records(51..=55)))
                 .await
                 .expect("append after compaction");
             handle
-                .append(&records(56..=60))
+                .append(&shared(records(56..=60)))
                 .await
                 .expect("append after compaction");
         }
@@ -208,7 +231,10 @@ mod store_embedded {
             let store = store(dir.path());
             let (mut handle, _) = open(&store, &id).await;
             handle.compact(&snapshot(35)).await.expect("compact");
-            handle.append(&records(61..=61)).await.expect("append");
+            handle
+                .append(&shared(records(61..=61)))
+                .await
+                .expect("append");
             handle.compact(&snapshot(40)).await.expect("compact again");
             handle.compact(&snapshot(41)).await.expect("and again");
         }
@@ -223,7 +249,10 @@ mod store_embedded {
             handle.compact(&snapshot(45)).await.expect("compact");
             handle.compact(&snapshot(61)).await.expect("compact");
             assert_eq!(frame_offsets(&std::fs::read(&log).expect("log")).len(), 0);
-            handle.append(&records(62..=63)).await.expect("append");
+            handle
+                .append(&shared(records(62..=63)))
+                .await
+                .expect("append");
         }
         let stored = reload(dir.path(), &id).await.expect("load");
         assert_eq!(stored.snapshot, Some(snapshot(61)));
@@ -243,7 +272,10 @@ mod store_embedded {
             let store = store(dir.path());
             let (mut handle, _) = open(&store, &id).await;
             handle.compact(&seed).await.expect("compact");
-            handle.append(&records(1..=2)).await.expect("append");
+            handle
+                .append(&shared(records(1..=2)))
+                .await
+                .expect("append");
         }
         let stored = reload(dir.path(), &id).await.expect("load");
         assert_eq!(
@@ -261,11 +293,17 @@ mod store_embedded {
         let id = doc("strict");
         let store = store(dir.path());
         let (mut handle, _) = open(&store, &id).await;
-        handle.append(&records(1..=3)).await.expect("append");
+        handle
+            .append(&shared(records(1..=3)))
+            .await
+            .expect("append");
         let log = log_path(dir.path(), &id);
         let len = std::fs::metadata(&log).expect("log").len();
         for bad in [records(3..=3), records(5..=5), vec![record(4), record(6)]] {
-            let error = handle.append(&bad).await.expect_err("out of order");
+            let error = handle
+                .append(&shared(bad.clone()))
+                .await
+                .expect_err("out of order");
             assert!(
                 matches!(&error, StoreError::Io(e) if e.kind() == std::io::ErrorKind::InvalidInput),
                 "{error}"
@@ -282,7 +320,7 @@ mod store_embedded {
         );
         assert!(std::fs::metadata(&log).expect("log").len() < len);
         handle
-            .append(&records(4..=4))
+            .append(&shared(records(4..=4)))
             .await
             .expect("the handle still works");
         drop(handle);
@@ -309,7 +347,7 @@ mod store_embedded {
                 "cut at {cut}"
             );
             handle
-                .append(&records(5..=6))
+                .append(&shared(records(5..=6)))
                 .await
                 .expect("append after recovery");
             drop(handle);
@@ -390,8 +428,14 @@ mod store_embedded {
         {
             let store = store(dir.path());
             let (mut handle, _) = open(&store, &id).await;
-            handle.append(&records(1..=3)).await.expect("append");
-            handle.append(&records(4..=7)).await.expect("append");
+            handle
+                .append(&shared(records(1..=3)))
+                .await
+                .expect("append");
+            handle
+                .append(&shared(records(4..=7)))
+                .await
+                .expect("append");
         }
         let log = log_path(dir.path(), &id);
         let full = std::fs::read(&log).expect("log");
@@ -462,9 +506,15 @@ mod store_embedded {
         {
             let store = store(dir.path());
             let (mut handle, _) = open(&store, &id).await;
-            handle.append(&records(7..=8)).await.expect("append");
+            handle
+                .append(&shared(records(7..=8)))
+                .await
+                .expect("append");
             handle.compact(&snapshot(5)).await.expect("compact");
-            handle.append(&records(9..=9)).await.expect("append");
+            handle
+                .append(&shared(records(9..=9)))
+                .await
+                .expect("append");
         }
         let stored = reload(dir.path(), &id).await.expect("load");
         assert_eq!(stored.snapshot, Some(snapshot(5)));
@@ -495,7 +545,10 @@ mod store_embedded {
         {
             let store = store(dir.path());
             let (mut handle, _) = open(&store, &id).await;
-            handle.append(&records(1..=3)).await.expect("append");
+            handle
+                .append(&shared(records(1..=3)))
+                .await
+                .expect("append");
             handle.compact(&snapshot(2)).await.expect("compact");
         }
         let path = store(dir.path()).doc_dir(&id).join("snapshot");
@@ -556,7 +609,10 @@ mod store_embedded {
         for rev in 1..=6 {
             for (index, handle) in handles.iter_mut().enumerate() {
                 if rev as usize <= 4 + index {
-                    handle.append(&[record(rev)]).await.expect("append");
+                    handle
+                        .append(&[std::sync::Arc::new(record(rev))])
+                        .await
+                        .expect("append");
                 }
             }
         }
@@ -592,7 +648,7 @@ mod store_embedded {
             .enumerate()
         {
             let expected = batch.last().expect("records").rev as usize;
-            handle.append(&batch).await.expect("append");
+            handle.append(&shared(batch.clone())).await.expect("append");
             // A second, independent handle on the file sees every record, without closing the first.
             let bytes = std::fs::read(&log).expect("log");
             assert_eq!(frame_offsets(&bytes).len(), expected, "after append {n}");
@@ -605,7 +661,7 @@ mod store_embedded {
         let store = std::sync::Arc::new(store(dir.path()));
         let id = doc("shared");
         let (mut first, _) = open(&store, &id).await;
-        first.append(&records(1..=1)).await.expect("append");
+        first.append(&shared(records(1..=1))).await.expect("append");
         let second = tokio::spawn({
             let store = store.clone();
             let id = id.clone();
@@ -613,7 +669,7 @@ mod store_embedded {
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!second.is_finished(), "the second open must wait");
-        first.append(&records(2..=2)).await.expect("append");
+        first.append(&shared(records(2..=2))).await.expect("append");
         drop(first);
         let stored = tokio::time::timeout(Duration::from_secs(5), second)
             .await
@@ -629,16 +685,20 @@ mod store_embedded {
         let id = doc("abandoned");
         let store = store(dir.path());
         let (mut handle, _) = open(&store, &id).await;
-        handle.append(&records(1..=1)).await.expect("append");
+        handle
+            .append(&shared(records(1..=1)))
+            .await
+            .expect("append");
         // Poll the append once (its write starts on a blocking thread), then drop it.
         let second = records(2..=2);
+        let second = shared(second);
         let mut append = handle.append(&second);
         let first_poll =
             std::future::poll_fn(|context| Poll::Ready(append.as_mut().poll(context))).await;
         drop(append);
         if first_poll.is_pending() {
             let error = handle
-                .append(&records(2..=2))
+                .append(&shared(records(2..=2)))
                 .await
                 .expect_err("broken handle");
             assert!(error.to_string().contains("reopen"), "{error}");
@@ -659,7 +719,10 @@ mod store_embedded {
             let store = store(dir.path());
             let (mut handle, stored) = open(&store, &id).await;
             assert_eq!(stored, StoredDocument::default());
-            handle.append(&records(1..=1)).await.expect("append");
+            handle
+                .append(&shared(records(1..=1)))
+                .await
+                .expect("append");
         }
         assert_eq!(
             reload(dir.path(), &id).await.expect("load").log,
@@ -674,7 +737,10 @@ mod store_embedded {
         {
             let store = EmbeddedStore::open_dir(dir.path(), FsyncPolicy::Never).expect("store");
             let (mut handle, _) = open(&store, &id).await;
-            handle.append(&records(1..=3)).await.expect("append");
+            handle
+                .append(&shared(records(1..=3)))
+                .await
+                .expect("append");
             handle.compact(&snapshot(2)).await.expect("compact");
         }
         let stored = reload(dir.path(), &id).await.expect("load");

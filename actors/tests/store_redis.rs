@@ -248,6 +248,11 @@ fn records(revs: std::ops::RangeInclusive<u64>) -> Vec<LogRecord> {
     revs.map(record).collect()
 }
 
+/// Records as the store takes them (shared with the document core's history).
+fn shared(records: Vec<LogRecord>) -> Vec<std::sync::Arc<LogRecord>> {
+    records.into_iter().map(std::sync::Arc::new).collect()
+}
+
 fn snapshot(rev: u64) -> Snapshot {
     Snapshot {
         rev,
@@ -288,12 +293,18 @@ async fn claim_append_reload_round_trip() {
 
     let (mut handle, stored) = open(&store, &id).await;
     assert_eq!(stored, StoredDocument::default());
-    handle.append(&records(1..=3)).await.expect("append 1..=3");
-    handle.append(&[record(4)]).await.expect("append 4");
+    handle
+        .append(&shared(records(1..=3)))
+        .await
+        .expect("append 1..=3");
+    handle
+        .append(&[std::sync::Arc::new(record(4))])
+        .await
+        .expect("append 4");
     // A batch bigger than one script call goes out as several calls in one pipeline.
     let big = (MAX_RECORDS_PER_CALL as u64) * 2 + 17;
     handle
-        .append(&records(5..=4 + big))
+        .append(&shared(records(5..=4 + big)))
         .await
         .expect("append a big batch");
     let last = 4 + big;
@@ -347,7 +358,10 @@ async fn a_live_owner_keeps_its_document_and_a_dead_one_is_fenced() {
 
     set_alive(&a).await;
     let (mut handle_a, _) = open(&a, &id).await;
-    handle_a.append(&records(1..=2)).await.expect("a appends");
+    handle_a
+        .append(&shared(records(1..=2)))
+        .await
+        .expect("a appends");
     let token_a = owner(&a, &id).await.token;
 
     match b.open(&id).await {
@@ -360,7 +374,7 @@ async fn a_live_owner_keeps_its_document_and_a_dead_one_is_fenced() {
     // The refused claim changed nothing.
     assert_eq!(owner(&a, &id).await.token, token_a);
     handle_a
-        .append(&[record(3)])
+        .append(&[std::sync::Arc::new(record(3))])
         .await
         .expect("a still appends");
 
@@ -374,7 +388,7 @@ async fn a_live_owner_keeps_its_document_and_a_dead_one_is_fenced() {
 
     // a's writes are refused and leave nothing behind.
     assert!(matches!(
-        handle_a.append(&[record(4)]).await,
+        handle_a.append(&[std::sync::Arc::new(record(4))]).await,
         Err(StoreError::Fenced)
     ));
     assert!(matches!(
@@ -382,7 +396,10 @@ async fn a_live_owner_keeps_its_document_and_a_dead_one_is_fenced() {
         Err(StoreError::Fenced)
     ));
     assert!(matches!(handle_a.release().await, Err(StoreError::Fenced)));
-    handle_b.append(&[record(4)]).await.expect("b appends");
+    handle_b
+        .append(&[std::sync::Arc::new(record(4))])
+        .await
+        .expect("b appends");
     let (_, stored) = open(&b, &id).await;
     assert_eq!(stored.log, records(1..=4));
     assert_eq!(stored.snapshot, None);
@@ -441,12 +458,15 @@ async fn compaction_trims_the_log_and_loads_back() {
     let mut conn = raw(&server.url()).await;
 
     let (mut handle, _) = open(&store, &id).await;
-    handle.append(&records(1..=10)).await.expect("append");
+    handle
+        .append(&shared(records(1..=10)))
+        .await
+        .expect("append");
     handle.compact(&snapshot(6)).await.expect("compact at 6");
     let len: u64 = cmd(&mut conn, &[b"LLEN", log_key.as_bytes()]).await;
     assert_eq!(len, 4);
     handle
-        .append(&records(11..=12))
+        .append(&shared(records(11..=12)))
         .await
         .expect("append after compaction");
 
@@ -461,7 +481,10 @@ async fn compaction_trims_the_log_and_loads_back() {
     let (mut handle, stored) = open(&store, &id).await;
     assert_eq!(stored.snapshot, Some(snapshot(12)));
     assert!(stored.log.is_empty());
-    handle.append(&[record(13)]).await.expect("append 13");
+    handle
+        .append(&[std::sync::Arc::new(record(13))])
+        .await
+        .expect("append 13");
 
     // A snapshot ahead of the log, or older than what was already trimmed, is refused and
     // changes nothing.
@@ -487,13 +510,16 @@ async fn gaps_and_damage_are_detected() {
     // An append that does not follow the stored revision is refused and writes nothing.
     let id = doc("gap/append");
     let (mut handle, _) = open(&store, &id).await;
-    handle.append(&records(1..=3)).await.expect("append");
-    let detail = corrupt_detail(handle.append(&records(5..=6)).await);
+    handle
+        .append(&shared(records(1..=3)))
+        .await
+        .expect("append");
+    let detail = corrupt_detail(handle.append(&shared(records(5..=6))).await);
     assert!(
         detail.contains("revisions from 5 does not follow the stored revision 3"),
         "{detail}"
     );
-    let detail = corrupt_detail(handle.append(&records(2..=4)).await);
+    let detail = corrupt_detail(handle.append(&shared(records(2..=4))).await);
     assert!(detail.contains("stored revision 3"), "{detail}");
     let (mut handle, stored) = open(&store, &id).await;
     assert_eq!(stored.log, records(1..=3));
@@ -501,14 +527,17 @@ async fn gaps_and_damage_are_detected() {
     let mut holey = records(4..=6);
     holey.remove(1);
     assert!(matches!(
-        handle.append(&holey).await,
+        handle.append(&shared(holey.clone())).await,
         Err(StoreError::Io(_))
     ));
 
     // A record missing from the front of the log (no snapshot covers it).
     let id = doc("gap/front");
     let (mut handle, _) = open(&store, &id).await;
-    handle.append(&records(1..=4)).await.expect("append");
+    handle
+        .append(&shared(records(1..=4)))
+        .await
+        .expect("append");
     let _: Vec<u8> = cmd(
         &mut conn,
         &[b"LPOP", format!("{prefix}doc:{{gap/front}}:log").as_bytes()],
@@ -533,7 +562,10 @@ async fn gaps_and_damage_are_detected() {
     // A record missing from the middle.
     let id = doc("gap/middle");
     let (mut handle, _) = open(&store, &id).await;
-    handle.append(&records(1..=5)).await.expect("append");
+    handle
+        .append(&shared(records(1..=5)))
+        .await
+        .expect("append");
     let key = format!("{prefix}doc:{{gap/middle}}:log");
     let _: () = cmd(&mut conn, &[b"LSET", key.as_bytes(), b"2", b"gone"]).await;
     let _: i64 = cmd(&mut conn, &[b"LREM", key.as_bytes(), b"1", b"gone"]).await;
@@ -553,7 +585,10 @@ async fn gaps_and_damage_are_detected() {
     // A flipped byte in a record, and in the snapshot.
     let id = doc("damaged");
     let (mut handle, _) = open(&store, &id).await;
-    handle.append(&records(1..=3)).await.expect("append");
+    handle
+        .append(&shared(records(1..=3)))
+        .await
+        .expect("append");
     handle.compact(&snapshot(1)).await.expect("compact");
     let key = format!("{prefix}doc:{{damaged}}:log");
     let mut bytes: Vec<u8> = cmd(&mut conn, &[b"LINDEX", key.as_bytes(), b"0"]).await;
@@ -575,11 +610,14 @@ async fn gaps_and_damage_are_detected() {
     // A snapshot of another document.
     let id = doc("elsewhere");
     let (mut handle, _) = open(&store, &id).await;
-    handle.append(&records(1..=1)).await.expect("append");
+    handle
+        .append(&shared(records(1..=1)))
+        .await
+        .expect("append");
     let good: Vec<u8> = {
         let other = doc("donor");
         let (mut donor, _) = open(&store, &other).await;
-        donor.append(&records(1..=1)).await.expect("append");
+        donor.append(&shared(records(1..=1))).await.expect("append");
         donor.compact(&snapshot(1)).await.expect("compact");
         cmd(
             &mut conn,
@@ -610,7 +648,10 @@ async fn a_released_document_is_claimed_by_another_node_at_once() {
     set_alive(&a).await;
 
     let (mut handle_a, _) = open(&a, &id).await;
-    handle_a.append(&records(1..=5)).await.expect("append");
+    handle_a
+        .append(&shared(records(1..=5)))
+        .await
+        .expect("append");
     let token_a = owner(&a, &id).await.token;
     handle_a.release().await.expect("release");
     assert_eq!(a.owner_of(&id).await.expect("read owner"), None);
@@ -620,10 +661,13 @@ async fn a_released_document_is_claimed_by_another_node_at_once() {
     assert_eq!(stored.log, records(1..=5));
     assert!(owner(&b, &id).await.token > token_a);
     assert!(matches!(
-        handle_a.append(&[record(6)]).await,
+        handle_a.append(&[std::sync::Arc::new(record(6))]).await,
         Err(StoreError::Fenced)
     ));
-    handle_b.append(&[record(6)]).await.expect("b appends");
+    handle_b
+        .append(&[std::sync::Arc::new(record(6))])
+        .await
+        .expect("b appends");
 }
 
 #[tokio::test]
@@ -637,7 +681,7 @@ async fn wait_without_a_replica_fails_clearly_and_fast() {
     let id = doc("w");
     let (mut handle, _) = open(&store, &id).await;
     let started = Instant::now();
-    match handle.append(&records(1..=2)).await {
+    match handle.append(&shared(records(1..=2))).await {
         Err(StoreError::NotReplicated {
             wanted: 1,
             confirmed: 0,
@@ -679,7 +723,7 @@ async fn wait_with_a_replica_confirms_appends() {
     let (mut handle, _) = open(&store, &id).await;
     for rev in 1..=20 {
         handle
-            .append(&[record(rev)])
+            .append(&[std::sync::Arc::new(record(rev))])
             .await
             .expect("append confirmed by the replica");
     }
@@ -732,7 +776,7 @@ async fn sentinel_finds_the_primary_and_follows_a_failover() {
     let id = doc("via/sentinel");
     let (mut handle, _) = open(&store, &id).await;
     handle
-        .append(&records(1..=3))
+        .append(&shared(records(1..=3)))
         .await
         .expect("append through sentinel");
     let token = owner(&store, &id).await.token;
@@ -751,7 +795,7 @@ async fn sentinel_finds_the_primary_and_follows_a_failover() {
     let started = Instant::now();
     let mut failures = 0;
     loop {
-        match handle.append(&[record(4)]).await {
+        match handle.append(&[std::sync::Arc::new(record(4))]).await {
             Ok(()) => break,
             Err(StoreError::Io(_)) if started.elapsed() < Duration::from_secs(20) => {
                 failures += 1;
@@ -765,7 +809,7 @@ async fn sentinel_finds_the_primary_and_follows_a_failover() {
         started.elapsed()
     );
     handle
-        .append(&[record(5)])
+        .append(&[std::sync::Arc::new(record(5))])
         .await
         .expect("append on the new primary");
     let (_, stored) = open(&store, &id).await;
@@ -817,11 +861,14 @@ async fn a_paused_server_times_out_and_the_store_reconnects() {
     let store = RedisStore::connect(s).await.expect("connect");
     let id = doc("paused");
     let (mut handle, _) = open(&store, &id).await;
-    handle.append(&records(1..=2)).await.expect("append");
+    handle
+        .append(&shared(records(1..=2)))
+        .await
+        .expect("append");
 
     signal(&server, "-STOP");
     let started = Instant::now();
-    match handle.append(&[record(3)]).await {
+    match handle.append(&[std::sync::Arc::new(record(3))]).await {
         Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -840,10 +887,10 @@ async fn a_paused_server_times_out_and_the_store_reconnects() {
     }
     // The append that timed out was queued on the old connection and ran once the server
     // resumed: its outcome was unknown, and the revision check now tells.
-    let detail = corrupt_detail(handle.append(&[record(3)]).await);
+    let detail = corrupt_detail(handle.append(&[std::sync::Arc::new(record(3))]).await);
     assert!(detail.contains("stored revision 3"), "{detail}");
     handle
-        .append(&[record(4)])
+        .append(&[std::sync::Arc::new(record(4))])
         .await
         .expect("append after resume");
     let (_, stored) = open(&store, &id).await;

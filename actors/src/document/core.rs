@@ -10,11 +10,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use ropey::Rope;
-
+use super::text::DocumentText;
 use crate::ids::{ClientId, DocId};
 use crate::ot::{transform_range, Op, RawOp};
-use crate::protocol::{error_frame, ErrorCode, Frame, RevOp, ServerMsg, MAX_CURSOR_RANGES};
+use crate::protocol::{
+    ack_prefix, encode_ack_after, error_frame, ErrorCode, Frame, RevOp, ServerMsg,
+    MAX_CURSOR_RANGES,
+};
 use crate::store::{ClientSeq, LogRecord, Snapshot, StoreError, StoredDocument};
 
 /// Identifies one WebSocket connection on this node.
@@ -74,8 +76,9 @@ pub enum Output<S> {
 /// [`DocumentCore::store_done`]. At most one is in flight.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreJob {
-    /// Append these records (consecutive revisions) durably.
-    Append(Vec<LogRecord>),
+    /// Append these records (consecutive revisions) durably. They are shared with the core's
+    /// history (which transforms later ops over them), not copied.
+    Append(Vec<Arc<LogRecord>>),
     /// Replace the stored state up to `snapshot.rev` by this snapshot.
     Compact(Snapshot),
 }
@@ -97,9 +100,13 @@ struct Seen {
     rev: u64,
 }
 
+/// The exactly-once tables: keyed by server-issued random ids, hashed with a fast keyed hash
+/// (one lookup per op; SipHash was a visible share of an op's cost).
+type ClientTable = HashMap<ClientId, Seen, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct Entry {
-    record: LogRecord,
+    record: Arc<LogRecord>,
 }
 
 #[derive(Debug)]
@@ -121,10 +128,12 @@ enum Job {
 #[derive(Debug)]
 pub struct DocumentCore<S> {
     doc: DocId,
+    /// Start of every `ack` frame of this document, encoded once.
+    ack_prefix: Box<[u8]>,
     lang: &'static str,
     settings: CoreSettings,
     /// Text at `durable_rev`.
-    text: Rope,
+    text: DocumentText,
     durable_rev: u64,
     /// Newest assigned revision (>= durable_rev).
     rev: u64,
@@ -133,9 +142,9 @@ pub struct DocumentCore<S> {
     /// Consecutive entries ending at `rev`; every entry after `durable_rev` is kept.
     history: VecDeque<Entry>,
     /// Exactly-once table including accepted-but-undurable ops.
-    clients: HashMap<ClientId, Seen>,
+    clients: ClientTable,
     /// Exactly-once table as of `durable_rev` (what a snapshot stores).
-    durable_clients: HashMap<ClientId, Seen>,
+    durable_clients: ClientTable,
     subscribers: BTreeMap<ConnId, Subscriber<S>>,
     outputs: VecDeque<Output<S>>,
     job: Option<Job>,
@@ -168,10 +177,10 @@ impl<S: Clone> DocumentCore<S> {
                             },
                         )
                     })
-                    .collect::<HashMap<_, _>>();
-                (Rope::from_str(&s.text), s.rev, clients)
+                    .collect::<ClientTable>();
+                (DocumentText::from(s.text.as_str()), s.rev, clients)
             }
-            None => (Rope::new(), 0, HashMap::new()),
+            None => (DocumentText::new(), 0, ClientTable::default()),
         };
         let mut text = text;
         let mut history = VecDeque::new();
@@ -194,13 +203,16 @@ impl<S: Clone> DocumentCore<S> {
                     rev,
                 },
             );
-            history.push_back(Entry { record });
+            history.push_back(Entry {
+                record: Arc::new(record),
+            });
             if history.len() > settings.history_ops {
                 history.pop_front();
             }
         }
         let len = text.len_chars();
         Ok(DocumentCore {
+            ack_prefix: ack_prefix(doc.as_str()),
             lang: doc.language(),
             doc,
             settings,
@@ -235,7 +247,7 @@ impl<S: Clone> DocumentCore<S> {
     }
 
     /// The text at the durable revision.
-    pub fn text(&self) -> &Rope {
+    pub fn text(&self) -> &DocumentText {
         &self.text
     }
 
@@ -510,15 +522,20 @@ impl<S: Clone> DocumentCore<S> {
         }
         self.rev += 1;
         self.len = op.target_len();
-        self.clients
-            .insert(client.clone(), Seen { seq, rev: self.rev });
+        let seen = Seen { seq, rev: self.rev };
+        match self.clients.get_mut(&client) {
+            Some(entry) => *entry = seen,
+            None => {
+                self.clients.insert(client.clone(), seen);
+            }
+        }
         self.history.push_back(Entry {
-            record: LogRecord {
+            record: Arc::new(LogRecord {
                 rev: self.rev,
                 client,
                 seq,
                 op,
-            },
+            }),
         });
         self.bound_dedup_tables();
     }
@@ -533,12 +550,7 @@ impl<S: Clone> DocumentCore<S> {
 
     fn ack(&mut self, conn: ConnId, seq: u64, rev: u64) {
         if let Some(sub) = self.subscribers.get(&conn) {
-            let frame = ServerMsg::Ack {
-                doc: self.doc.as_str(),
-                seq,
-                rev,
-            }
-            .encode();
+            let frame = encode_ack_after(&self.ack_prefix, seq, rev);
             self.outputs.push_back(Output::Send {
                 to: sub.handle.clone(),
                 frame,
@@ -643,7 +655,7 @@ impl<S: Clone> DocumentCore<S> {
         let count = pending.min(self.settings.max_batch_ops.max(1));
         let up_to = self.durable_rev + count as u64;
         let records = (self.durable_rev + 1..=up_to)
-            .filter_map(|rev| self.entry(rev).map(|e| e.record.clone()))
+            .filter_map(|rev| self.entry(rev).map(|e| Arc::clone(&e.record)))
             .collect::<Vec<_>>();
         debug_assert_eq!(records.len(), count);
         self.job = Some(Job::Append { up_to });
@@ -706,39 +718,53 @@ impl<S: Clone> DocumentCore<S> {
                 }
             }
             let record = &entry.record;
-            self.durable_clients.insert(
-                record.client.clone(),
-                Seen {
-                    seq: record.seq,
-                    rev,
-                },
-            );
+            let seen = Seen {
+                seq: record.seq,
+                rev,
+            };
+            match self.durable_clients.get_mut(&record.client) {
+                Some(entry) => *entry = seen,
+                None => {
+                    self.durable_clients.insert(record.client.clone(), seen);
+                }
+            }
             let doc = self.doc.as_str();
             // The author's client gets the ack, every other client the op (PROTOCOL "Edits"), on
             // every connection it has the document open on: after a reconnect the client may not
             // have resubmitted from the new one yet, and the old one may not be closed yet. Sent
             // its own op instead, a client would apply it a second time.
-            let own: Vec<ConnId> = self
-                .subscribers
-                .iter()
-                .filter(|(_, s)| s.client == record.client)
-                .map(|(conn, _)| *conn)
-                .collect();
-            if !own.is_empty() {
-                let frame = ServerMsg::Ack {
-                    doc,
-                    seq: record.seq,
-                    rev,
+            let mut own_count = 0;
+            let mut first_own = None;
+            for (conn, sub) in &self.subscribers {
+                if sub.client == record.client {
+                    own_count += 1;
+                    first_own.get_or_insert(*conn);
                 }
-                .encode();
-                for sub in own.iter().filter_map(|conn| self.subscribers.get(conn)) {
+            }
+            if own_count > 0 {
+                let frame = encode_ack_after(&self.ack_prefix, record.seq, rev);
+                // The last connection gets the frame itself: a lone ack is never shared.
+                let mut previous: Option<&Subscriber<S>> = None;
+                for sub in self
+                    .subscribers
+                    .values()
+                    .filter(|s| s.client == record.client)
+                {
+                    if let Some(prev) = previous.replace(sub) {
+                        self.outputs.push_back(Output::Send {
+                            to: prev.handle.clone(),
+                            frame: frame.clone(),
+                        });
+                    }
+                }
+                if let Some(last) = previous {
                     self.outputs.push_back(Output::Send {
-                        to: sub.handle.clone(),
-                        frame: frame.clone(),
+                        to: last.handle.clone(),
+                        frame,
                     });
                 }
             }
-            if self.subscribers.len() > own.len() {
+            if self.subscribers.len() > own_count {
                 let frame = ServerMsg::Op {
                     doc,
                     rev,
@@ -746,9 +772,9 @@ impl<S: Clone> DocumentCore<S> {
                     op: &record.op,
                 }
                 .encode();
-                if own.len() <= 1 {
+                if own_count <= 1 {
                     self.outputs.push_back(Output::Broadcast {
-                        except: own.first().copied(),
+                        except: first_own,
                         frame,
                     });
                 } else {

@@ -4,5 +4,7 @@
 pub mod actor;
 pub mod core;
 pub mod supervisor;
+pub mod text;
 
 pub use self::core::{ConnId, CoreSettings, DocumentCore, Output, StoreJob};
+pub use self::text::DocumentText;

@@ -1,12 +1,46 @@
-//! Applying an op to a rope (in place, O(components · log n)) or to a string.
+//! Applying an op in place to any [`TextBuffer`] (a rope: O(components · log n)) or to a string.
 
-use ropey::Rope;
+use std::ops::Range;
 
 use super::op::{Component, Op, OpError};
 
+/// Text that an op can edit in place, addressed in code points.
+pub trait TextBuffer {
+    /// Length in code points.
+    fn len_chars(&self) -> usize;
+    /// Inserts `text` before code point `at` (`at <= len_chars()`).
+    fn insert(&mut self, at: usize, text: &str);
+    /// Removes the code points in `range` (within `0..=len_chars()`).
+    fn remove(&mut self, range: Range<usize>);
+}
+
+impl TextBuffer for ropey::Rope {
+    fn len_chars(&self) -> usize {
+        ropey::Rope::len_chars(self)
+    }
+    fn insert(&mut self, at: usize, text: &str) {
+        ropey::Rope::insert(self, at, text)
+    }
+    fn remove(&mut self, range: Range<usize>) {
+        ropey::Rope::remove(self, range)
+    }
+}
+
+impl TextBuffer for jumprope::JumpRopeBuf {
+    fn len_chars(&self) -> usize {
+        jumprope::JumpRopeBuf::len_chars(self)
+    }
+    fn insert(&mut self, at: usize, text: &str) {
+        jumprope::JumpRopeBuf::insert(self, at, text)
+    }
+    fn remove(&mut self, range: Range<usize>) {
+        jumprope::JumpRopeBuf::remove(self, range)
+    }
+}
+
 impl Op {
-    /// Applies to a rope whose len_chars() == base_len, in place with rope.insert / rope.remove; Err(LengthMismatch) if the length differs.
-    pub fn apply(&self, rope: &mut Rope) -> Result<(), OpError> {
+    /// Applies to text whose length is base_len, in place with insert / remove; Err(LengthMismatch) if the length differs.
+    pub fn apply<T: TextBuffer + ?Sized>(&self, rope: &mut T) -> Result<(), OpError> {
         let got = rope.len_chars();
         if got != self.base_len {
             return Err(OpError::LengthMismatch {
@@ -53,6 +87,11 @@ impl Op {
         }
         debug_assert!(rest.is_empty());
         Ok(output)
+    }
+
+    /// Rough size of the op's JSON encoding, to size buffers.
+    pub(crate) fn encoded_len_hint(&self) -> usize {
+        self.inserted_bytes() + 12 * self.components.len() + 2
     }
 
     /// Number of bytes (UTF-8) the op inserts.

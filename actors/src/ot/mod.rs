@@ -2,7 +2,8 @@
 //!
 //! A document is a sequence of Unicode scalar values (code points); every position and length in
 //! this module counts code points, never bytes or UTF-16 units. [`ropey::Rope`] char indices are
-//! exactly code points, so a rope is the document type.
+//! exactly code points, and so are `jumprope`'s (the document actor's text); [`TextBuffer`] is what
+//! [`Op::apply`] needs of either.
 //!
 //! An [`Op`] is a normalized list of [`Component`]s that spans its whole base document:
 //! `base_len = retains + deletes` and `target_len = retains + inserted chars`. Ops from the wire
@@ -13,7 +14,7 @@
 //!
 //! # Layout
 //! - `op`: the types, validation, normalisation and the internal builder that merges components.
-//! - `apply`: applying an op to a rope or a string.
+//! - `apply`: applying an op to a [`TextBuffer`] or a string.
 //! - `compose`: one op then another, as one op.
 //! - `transform`: rebasing concurrent ops (with the tie rule) and moving cursors.
 //! - `wire`: the JSON wire format (`Serialize` for [`Op`], `Deserialize` for [`RawOp`]).
@@ -24,6 +25,7 @@ mod op;
 mod transform;
 mod wire;
 
+pub use apply::TextBuffer;
 pub use op::{Component, Op, OpError, RawComponent, RawOp, MAX_COMPONENT};
 pub use transform::{transform_position, transform_range};
 

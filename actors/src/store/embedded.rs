@@ -237,7 +237,7 @@ impl EmbeddedDocument {
 
 #[async_trait::async_trait]
 impl DocumentStore for EmbeddedDocument {
-    async fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
+    async fn append(&mut self, records: &[Arc<LogRecord>]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }

@@ -7,6 +7,8 @@
 pub mod embedded;
 pub mod redis;
 
+use std::sync::Arc;
+
 use crate::ids::{ClientId, DocId};
 use crate::ot::Op;
 
@@ -114,7 +116,7 @@ pub trait DocumentStore: Send + 'static {
     /// Appends `records` (consecutive revisions following what is stored) as one write. Returns
     /// only once they are durable per the configured fsync policy; on error none of them may be
     /// treated as durable.
-    async fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError>;
+    async fn append(&mut self, records: &[Arc<LogRecord>]) -> Result<(), StoreError>;
 
     /// Replaces everything up to `snapshot.rev` with `snapshot`, so that disk use and load time
     /// stay bounded. Records after `snapshot.rev` are kept.

@@ -321,7 +321,7 @@ pub struct RedisDocumentStore {
 
 #[async_trait::async_trait]
 impl DocumentStore for RedisDocumentStore {
-    async fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
+    async fn append(&mut self, records: &[Arc<LogRecord>]) -> Result<(), StoreError> {
         self.inner
             .append(&self.doc, &self.keys, &self.token, records)
             .await
@@ -657,7 +657,7 @@ impl Inner {
         doc: &DocId,
         keys: &DocKeys,
         token: &str,
-        records: &[LogRecord],
+        records: &[Arc<LogRecord>],
     ) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());

@@ -57,7 +57,7 @@ struct FencedDocumentStore {
 
 #[async_trait::async_trait]
 impl DocumentStore for FencedDocumentStore {
-    async fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
+    async fn append(&mut self, records: &[Arc<LogRecord>]) -> Result<(), StoreError> {
         check(&self.membership)?;
         self.inner.append(records).await?;
         // Written (token-checked) but if the lease lapsed meanwhile, do not acknowledge: the

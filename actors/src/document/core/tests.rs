@@ -128,7 +128,7 @@ impl FakeStore {
                         self.last_rev() + 1,
                         "appends have consecutive revisions"
                     );
-                    self.log.push(record.clone());
+                    self.log.push(LogRecord::clone(record));
                 }
             }
             StoreJob::Compact(snapshot) => {
@@ -1553,7 +1553,7 @@ impl Sim {
                         .op
                         .apply_to_str(&self.audit_text)
                         .expect("a logged op applies");
-                    self.audit.push(record.clone());
+                    self.audit.push(LogRecord::clone(record));
                 }
                 if records.len() > 1 {
                     self.stats.multi_op_batches += 1;
