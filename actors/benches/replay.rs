@@ -1,9 +1,10 @@
 //! Replays of real editing traces (Joseph Gentle's editing-traces, CC BY 4.0) through the sans-IO
 //! `DocumentCore`, in process, printing ns per op: the sequential `seph-blog1` (one op per patch,
 //! each made durable at once by a no-op store) and the concurrent `friendsforever` and
-//! `clownschool` (their agents as OT clients; timed as the whole simulation and as the server
-//! path alone, fed the recorded inputs). Traces come from `$CHORUS_TRACES`, else
-//! `../shared/traces` next to the workspace; missing traces are skipped with a message.
+//! `clownschool` (their agents as OT clients along a plan found beforehand; timed as the whole
+//! simulation and as the server path alone, fed the recorded inputs). Traces come from
+//! `$CHORUS_TRACES`, else `../shared/traces` next to the workspace; missing traces are skipped
+//! with a message.
 //!
 //! Run: `cargo bench -p chorus-actors --bench replay` (set `REPLAY_RUNS` to change the 7 runs,
 //! `REPLAY_ONLY=seph-blog1` to run one trace, e.g. under `valgrind --tool=callgrind`).
@@ -14,8 +15,8 @@ mod trace_support;
 use std::time::{Duration, Instant};
 
 use trace_support::{
-    load_concurrent, load_sequential, replay_sequential, run_script, sequential_raws,
-    simulate_concurrent, trace_path,
+    load_concurrent, load_sequential, plan_concurrent, replay_planned, replay_sequential,
+    run_script, sequential_raws, trace_path,
 };
 
 /// Runs of each measurement; the median is reported.
@@ -91,11 +92,20 @@ fn main() {
             continue;
         };
         let trace = load_concurrent(&path).expect("trace loads");
+        // Planning (the search for a server order, checked against the trace's merge) is not
+        // timed; the replay along the plan is.
+        let planned = match plan_concurrent(&trace) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("{name}: cannot be replayed through the OT server path: {e}");
+                continue;
+            }
+        };
         let mut samples = Vec::with_capacity(runs);
         let mut outcome = None;
         for _ in 0..runs {
             let started = Instant::now();
-            let result = simulate_concurrent(&trace);
+            let result = replay_planned(&trace, &planned);
             samples.push(started.elapsed());
             match result {
                 Ok(o) => outcome = Some(o),

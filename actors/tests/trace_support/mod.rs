@@ -6,12 +6,18 @@
 //! - [`traces_dir`], [`load_sequential`], [`load_concurrent`]: find and read the `.json.gz` files.
 //! - [`replay_sequential`]: each patch becomes one op at the current revision; the store job is
 //!   completed at once (a no-op store).
-//! - [`simulate_concurrent`]: the 2–3 agents of a concurrent trace as OT clients of one
-//!   `DocumentCore` (one op in flight, later edits buffered, broadcasts and acks in order),
-//!   after `plan` has searched for a server order and op boundaries under which every agent
-//!   makes each transaction having seen exactly what the trace says (or, where strict OT
-//!   cannot, a few broadcasts early, its transactions rebased over them); records the server's
-//!   inputs as a [`Script`].
+//! - [`merge`]: the trace's own merge (a list CRDT) as the reference: where each inserted
+//!   character sits in the merged text; it reproduces `endContent`.
+//! - [`plan_concurrent`] + [`replay_planned`] (together [`simulate_concurrent`]): the 2–3 agents
+//!   of a concurrent trace as OT clients of one `DocumentCore` (one op in flight, later edits
+//!   buffered, broadcasts and acks in order). `plan` searches for a server order and op
+//!   boundaries under which every agent makes each transaction having seen exactly what the trace
+//!   says (or, where strict OT cannot, a few broadcasts early); each agent writes its
+//!   transactions as their author meant them on the text it has (by the reference merge); the
+//!   plan is run with the server's text checked against the reference after every op, and where
+//!   the server's tie rule orders two concurrent inserts unlike the trace's merge, the op that
+//!   must win the tie is made to reach the server first and the search runs again. Records the
+//!   server's inputs as a [`Script`].
 //! - [`run_script`]: feeds a recorded [`Script`] to a fresh core (the server path alone).
 
 #![allow(dead_code)] // Each including crate uses a different part.
@@ -28,6 +34,10 @@ use chorus_actors::ot::{Component, Op, RawComponent, RawOp};
 use chorus_actors::store::StoredDocument;
 use ropey::Rope;
 use serde::Deserialize;
+
+mod merge;
+
+pub use merge::{Merge, View};
 
 /// Environment variable naming the folder that holds the traces.
 pub const TRACES_ENV: &str = "CHORUS_TRACES";
@@ -343,6 +353,8 @@ const END: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 struct Planned {
     author: usize,
+    /// Own transactions sent before it (it carries `start + 1..=end`).
+    start: u32,
     /// Own transactions it completes.
     end: u32,
     /// For each agent, how many of its own transactions it has made when this op's message
@@ -363,11 +375,14 @@ struct Planned {
 /// agent's arrival times must not go down, and an op must end exactly where another agent's
 /// transaction stopped seeing that agent's work. The plan is a greedy merge: the next op is one
 /// that arrives nowhere later than any other agent's next op could; its ack arrives as early as
-/// the receiving agent's clock allows.
+/// the receiving agent's clock allows. `constraints` are orders the server must keep (found by
+/// [`plan_concurrent`]); to keep them an op may also end earlier, where another agent's next op
+/// reaches its author (its ack came just before), tried only after the usual ends.
 fn plan(
     trace: &ConcurrentTrace,
     versions: &[Version],
     by_agent: &[Vec<usize>],
+    constraints: &[Before],
 ) -> Result<Vec<Planned>, String> {
     let n = trace.agents;
     let made: Vec<u32> = by_agent.iter().map(|txns| txns.len() as u32).collect();
@@ -425,11 +440,39 @@ fn plan(
     };
     // Every op that may be sent next, best first: (author, end, arrival at each agent).
     let candidates = |state: &PlanState| -> Vec<Candidate> {
-        let mut found: Vec<((u64, u64, u64), Candidate)> = Vec::new();
-        'candidates: for c in 0..n {
+        let mut found: Vec<((bool, u64, u64, u64), Candidate)> = Vec::new();
+        // Each agent's op ends where its ack arrives as late as possible; as a last resort it
+        // ends earlier, where another agent's next op reaches it (the ack came before that), so
+        // that it can reach the server before that op (see `Before`).
+        let mut ends: Vec<(usize, u32, bool)> = Vec::with_capacity(n * n);
+        for c in 0..n {
             let Some(end) = next_end(c, state, END) else {
                 continue;
             };
+            ends.push((c, end, false));
+            if constraints.is_empty() {
+                continue;
+            }
+            for e in (0..n).filter(|&e| e != c) {
+                let Some(other_end) = next_end(e, state, END) else {
+                    continue;
+                };
+                let earlier = arrival(c, e, other_end);
+                if state.sent[c] < earlier && earlier < end && !ends.contains(&(c, earlier, true)) {
+                    ends.push((c, earlier, true));
+                }
+            }
+        }
+        'candidates: for (c, end, extra) in ends {
+            let sent = state.sent[c];
+            if constraints.iter().any(|k| {
+                k.then.0 == c
+                    && sent < k.then.1
+                    && k.then.1 <= end
+                    && state.sent[k.first.0] < k.first.1
+            }) {
+                continue;
+            }
             let ack_lo = end.max(state.clock[c]);
             if end < made[c] && ack_lo > next_must(c, end) {
                 continue;
@@ -498,7 +541,7 @@ fn plan(
                 })
                 .sum();
             let earliest = arrives.iter().map(|&t| u64::from(t)).sum::<u64>();
-            found.push(((early, cut, earliest), (c, end, arrives, exact)));
+            found.push(((extra, early, cut, earliest), (c, end, arrives, exact)));
         }
         found.sort_by_key(|(score, _)| *score);
         found.into_iter().map(|(_, candidate)| candidate).collect()
@@ -559,6 +602,7 @@ fn plan(
         state.waiting[c] = Some((order.len(), arrives[c], END));
         order.push(Planned {
             author: c,
+            start: before.sent[c],
             end,
             arrives,
             exact,
@@ -609,8 +653,8 @@ struct PlanState {
 struct Pending {
     /// Own transaction count at which the agent processes it.
     at: u32,
-    /// Own transaction count from which the agent's transactions include it.
-    exact: u32,
+    /// For a broadcast, whose transactions it carries: (author, first count - 1, last count).
+    txns: Option<(usize, u32, u32)>,
     frame: chorus_actors::protocol::Frame,
 }
 
@@ -630,11 +674,12 @@ struct Agent {
     made: u32,
     /// Its text (every edit applies to it).
     text: Rope,
+    /// Which characters of the reference merge its text holds: its edits are written as their
+    /// author meant them (these characters deleted, this insert between these characters), also
+    /// where it has received an op earlier than the trace says its author saw it.
+    view: View,
     /// Messages the server sent it that it has not processed yet, in order.
     downlink: VecDeque<Pending>,
-    /// Ops it received before its transactions include them, as applied (a chain on top of the
-    /// text its transactions are written against), with the count from which they do.
-    early: VecDeque<(u32, Op)>,
 }
 
 #[derive(Deserialize)]
@@ -651,7 +696,7 @@ struct Ack {
 impl Agent {
     /// Processes the messages due by now: acks, and other agents' ops transformed over its op in
     /// flight and its buffer (the server's op wins ties).
-    fn catch_up(&mut self, a: usize) -> Result<(), String> {
+    fn catch_up(&mut self, a: usize, merge: &Merge, by_agent: &[Vec<usize>]) -> Result<(), String> {
         while self.downlink.front().is_some_and(|m| m.at <= self.made) {
             let Some(message) = self.downlink.pop_front() else {
                 break;
@@ -694,69 +739,88 @@ impl Agent {
             }
             remote.apply(&mut self.text).map_err(|e| e.to_string())?;
             self.rev = msg.rev;
-            if message.exact > self.made {
-                self.early.push_back((message.exact, remote));
+            if let Some((author, from, to)) = message.txns {
+                for count in from..to {
+                    self.view.absorb(merge, by_agent[author][count as usize]);
+                }
             }
         }
         Ok(())
     }
 
-    /// A patch of the agent's next transaction, written against the text without the ops it
-    /// received early: rebased over them (they were applied first: they win ties), applied.
-    fn local_patch(&mut self, patch: &Patch) -> Result<Op, String> {
-        while self
-            .early
-            .front()
-            .is_some_and(|(exact, _)| *exact <= self.made)
-        {
-            self.early.pop_front();
+    /// Makes transaction `t`: its patches as its author meant them, on the agent's text.
+    fn make(&mut self, merge: &Merge, t: usize) -> Result<(), String> {
+        let mut local: Option<Op> = None;
+        for op in self.view.ops(merge, t)? {
+            op.apply(&mut self.text).map_err(|e| e.to_string())?;
+            local = Some(match local {
+                None => op,
+                Some(previous) => previous.compose(&op).map_err(|e| e.to_string())?,
+            });
         }
-        if self.early.iter().any(|(exact, _)| *exact <= self.made) {
-            return Err("ops received early become part of the agent's view out of order".into());
-        }
-        let base_len = self
-            .early
-            .front()
-            .map_or(self.text.len_chars(), |(_, op)| op.base_len());
-        let mut op = patch_op(patch, base_len)?;
-        for (_, early) in self.early.iter_mut() {
-            let (op2, early2) = Op::transform(&op, early).map_err(|e| e.to_string())?;
-            *early = early2;
-            op = op2;
-        }
-        op.apply(&mut self.text).map_err(|e| e.to_string())?;
-        Ok(op)
+        self.made += 1;
+        // A transaction whose deletes others made first changes nothing: an identity edit.
+        let local = local.unwrap_or_else(|| Op::identity(self.text.len_chars()));
+        self.buffer.push_back((self.made, local));
+        Ok(())
+    }
+}
+
+/// Why a run of a plan stopped.
+#[derive(Debug)]
+enum Failure {
+    /// The server's text differs from the reference merge of what it has applied, right after
+    /// op `step` of the plan; `applied` counts the transactions the server had applied before.
+    Mismatch {
+        step: usize,
+        base_rev: u64,
+        applied: u64,
+    },
+    /// Anything else (a bug or a trace that does not fit).
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Failure {
+        Failure::Other(e)
     }
 }
 
 /// The simulated system: one server core, its agents, the plan and how far the server is in it.
-struct Simulation {
+struct Simulation<'a> {
     core: DocumentCore<u32>,
     agents: Vec<Agent>,
     plan: Vec<Planned>,
     next: usize,
     script: Script,
+    merge: &'a Merge,
+    by_agent: &'a [Vec<usize>],
+    /// The reference merge of what the server has applied, when checked.
+    expected: Option<(View, Rope)>,
+    /// Transactions the server has applied.
+    applied: u64,
 }
 
-impl Simulation {
+impl Simulation<'_> {
     /// The next op of the plan leaves its author (which takes its ack first) and the server
     /// applies it; its ack and broadcasts go into the downlinks, due when the plan says.
-    fn server_step(&mut self) -> Result<(), String> {
-        let planned = self.plan[self.next].clone();
+    fn server_step(&mut self) -> Result<(), Failure> {
+        let step = self.next;
+        let planned = self.plan[step].clone();
         self.next += 1;
         let a = planned.author;
         let agent = &mut self.agents[a];
         if agent.made < planned.end {
-            return Err(format!(
+            return Err(Failure::Other(format!(
                 "agent {a} must send transactions up to {} but has made {}",
                 planned.end, agent.made
-            ));
+            )));
         }
-        agent.catch_up(a)?;
+        agent.catch_up(a, self.merge, self.by_agent)?;
         if agent.inflight.is_some() {
-            return Err(format!(
+            return Err(Failure::Other(format!(
                 "agent {a} must send its next op but has not had its ack"
-            ));
+            )));
         }
         let mut composed: Option<Op> = None;
         while agent
@@ -774,23 +838,24 @@ impl Simulation {
         }
         // Transactions that cancel out still make an op (`[len]` changes nothing but is one).
         let Some(op) = composed.filter(|op| !op.components().is_empty()) else {
-            return Err(format!(
+            return Err(Failure::Other(format!(
                 "agent {a}'s op up to transaction {} is empty on an empty document",
                 planned.end
-            ));
+            )));
         };
         let seq = agent.next_seq;
         agent.next_seq += 1;
         let raw = op_raw(&op);
         agent.inflight = Some(op);
+        let base_rev = agent.rev;
         self.script.submissions.push(Submission {
             conn: a as u64,
             seq,
-            base_rev: agent.rev,
+            base_rev,
             raw: raw.clone(),
         });
         let before = self.core.durable_rev();
-        self.core.submit(a as u64, seq, agent.rev, raw);
+        self.core.submit(a as u64, seq, base_rev, raw);
         drive_store(&mut self.core);
         if self.core.durable_rev() != before + 1 {
             let mut detail = String::new();
@@ -799,33 +864,32 @@ impl Simulation {
                     detail.push_str(&String::from_utf8_lossy(&frame));
                 }
             }
-            return Err(format!(
+            return Err(Failure::Other(format!(
                 "the server did not apply agent {a}'s op {seq}: {detail}"
-            ));
+            )));
         }
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Send { to, frame } => {
                     if is_error(&frame) {
-                        return Err(format!(
+                        return Err(Failure::Other(format!(
                             "server error to agent {to}: {}",
                             String::from_utf8_lossy(&frame)
-                        ));
+                        )));
                     }
                     let at = planned.arrives[to as usize];
                     self.agents[to as usize].downlink.push_back(Pending {
                         at,
-                        exact: at,
+                        txns: None,
                         frame,
                     });
                 }
                 Output::Broadcast { except, frame } => {
                     for (b, agent) in self.agents.iter_mut().enumerate() {
                         if Some(b as u64) != except {
-                            let (at, exact) = (planned.arrives[b], planned.exact[b]);
                             agent.downlink.push_back(Pending {
-                                at,
-                                exact,
+                                at: planned.arrives[b],
+                                txns: Some((a, planned.start, planned.end)),
                                 frame: frame.clone(),
                             });
                         }
@@ -833,16 +897,49 @@ impl Simulation {
                 }
             }
         }
+        let applied = self.applied;
+        self.applied += u64::from(planned.end - planned.start);
+        if let Some((view, text)) = self.expected.as_mut() {
+            for count in planned.start..planned.end {
+                for op in view.ops(self.merge, self.by_agent[a][count as usize])? {
+                    op.apply(text).map_err(|e| e.to_string())?;
+                }
+            }
+            if self.core.text() != text.to_string().as_str() {
+                return Err(Failure::Mismatch {
+                    step,
+                    base_rev,
+                    applied,
+                });
+            }
+        }
         Ok(())
     }
 }
 
-/// Replays a concurrent trace: each agent an OT client (one op in flight, later edits composed,
-/// incoming ops transformed, the server's op first on ties) of one `DocumentCore`, the server
-/// receiving ops in the order [`plan`] found. Before each transaction its agent has processed
-/// exactly the server messages the transaction was made after, which is checked against the
-/// trace. Errors if the trace cannot be replayed that way or the server refuses an op.
-pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome, String> {
+/// An order the plan must keep: agent `first.0`'s transactions up to count `first.1` reach the
+/// server before agent `then.0`'s transaction `then.1` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Before {
+    first: (usize, u32),
+    then: (usize, u32),
+}
+
+/// Most orders the search adds to the plan (each fixes one place where the server's tie rule
+/// would order two concurrent inserts unlike the trace's merge).
+const MAX_REPAIRS: usize = 64;
+
+/// Most alternatives tried for one such place (the concurrent ops, latest first).
+const MAX_TRIES_PER_REPAIR: usize = 8;
+
+/// The trace's transactions in the shapes the simulation uses.
+struct Prepared {
+    versions: Vec<Version>,
+    by_agent: Vec<Vec<usize>>,
+    merge: Merge,
+}
+
+fn prepare(trace: &ConcurrentTrace) -> Result<Prepared, String> {
     let agents_n = trace.agents;
     // Version of each transaction (what it includes, itself too).
     let mut versions: Vec<Version> = Vec::with_capacity(trace.txns.len());
@@ -868,7 +965,127 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
     for (i, txn) in trace.txns.iter().enumerate() {
         by_agent[txn.agent].push(i);
     }
-    let plan = plan(trace, &versions, &by_agent)?;
+    let merge = Merge::build(trace, &versions, &by_agent)?;
+    Ok(Prepared {
+        versions,
+        by_agent,
+        merge,
+    })
+}
+
+/// A server order for a concurrent trace, found by [`plan_concurrent`]; [`replay_planned`] runs it.
+pub struct ConcurrentPlan {
+    prepared: Prepared,
+    plan: Vec<Planned>,
+    /// Orders added to the plain plan so that every tie lands as in the trace's merge.
+    pub repairs: usize,
+}
+
+/// Plans the replay of a concurrent trace: [`plan`] searches a server order and op boundaries;
+/// the plan is then run with the server's text checked against the trace's own merge after every
+/// op. Where the server's tie rule (the op applied first goes left) orders two concurrent inserts
+/// unlike the merge, the op that must win the tie is made to reach the server before the other
+/// (an added [`Before`]), and the search runs again; bounded by [`MAX_REPAIRS`].
+pub fn plan_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentPlan, String> {
+    let prepared = prepare(trace)?;
+    let mut constraints: Vec<Before> = Vec::new();
+    let mut order = plan(trace, &prepared.versions, &prepared.by_agent, &constraints)?;
+    let mut failure = run_plan(trace, &prepared, order.clone(), true).err();
+    for _ in 0..=MAX_REPAIRS {
+        let Some(f) = failure.take() else {
+            return Ok(ConcurrentPlan {
+                prepared,
+                plan: order,
+                repairs: constraints.len(),
+            });
+        };
+        let (step, base_rev, applied) = match f {
+            Failure::Other(e) => return Err(e),
+            Failure::Mismatch {
+                step,
+                base_rev,
+                applied,
+            } => (step, base_rev, applied),
+        };
+        let op = &order[step];
+        // The ops by other agents that this op was rebased over, at the server (applied since
+        // its base) or at its author (received after it made the op's first transaction): one
+        // of them won a tie this op should have won. Try making this op reach the server first.
+        let concurrent: Vec<usize> = (0..step)
+            .rev()
+            .filter(|&j| {
+                order[j].author != op.author
+                    && (j >= base_rev as usize || order[j].arrives[op.author] > op.start)
+            })
+            .take(MAX_TRIES_PER_REPAIR)
+            .collect();
+        let mut repaired = None;
+        for j in concurrent {
+            let mut trial = constraints.clone();
+            trial.push(Before {
+                first: (op.author, op.end),
+                then: (order[j].author, order[j].start + 1),
+            });
+            let Ok(candidate) = plan(trace, &prepared.versions, &prepared.by_agent, &trial) else {
+                continue;
+            };
+            // Kept if the server now gets further before its text differs (or never does).
+            match run_plan(trace, &prepared, candidate.clone(), true) {
+                Ok(_) => {
+                    repaired = Some((trial, candidate, None));
+                    break;
+                }
+                Err(next @ Failure::Mismatch { applied: later, .. }) if later > applied => {
+                    repaired = Some((trial, candidate, Some(next)));
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+        let Some((trial, candidate, next)) = repaired else {
+            return Err(format!(
+                "the server's text differs from the trace's merge after op {step} of the plan ({applied} transactions applied), and no order of the concurrent ops fixes it"
+            ));
+        };
+        constraints = trial;
+        order = candidate;
+        failure = next;
+    }
+    Err(format!("more than {MAX_REPAIRS} ties had to be repaired"))
+}
+
+/// Replays a concurrent trace: [`plan_concurrent`], then [`replay_planned`].
+pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome, String> {
+    let planned = plan_concurrent(trace)?;
+    replay_planned(trace, &planned)
+}
+
+/// Replays a concurrent trace along a plan: each agent an OT client (one op in flight, later
+/// edits composed, incoming ops transformed, the server's op first on ties) of one
+/// `DocumentCore`, the server receiving ops in the plan's order. Each transaction is made once
+/// its agent has processed the server messages the plan delivers by then (those the trace says it
+/// was made after, and a few early where strict OT needs it), written as its author meant it.
+pub fn replay_planned(
+    trace: &ConcurrentTrace,
+    planned: &ConcurrentPlan,
+) -> Result<ConcurrentOutcome, String> {
+    match run_plan(trace, &planned.prepared, planned.plan.clone(), false) {
+        Ok(outcome) => Ok(outcome),
+        Err(Failure::Other(e)) => Err(e),
+        Err(Failure::Mismatch { step, .. }) => Err(format!("mismatch after op {step}")),
+    }
+}
+
+/// Runs one plan; with `check`, compares the server's text with the reference merge after
+/// every op.
+fn run_plan(
+    trace: &ConcurrentTrace,
+    prepared: &Prepared,
+    plan: Vec<Planned>,
+    check: bool,
+) -> Result<ConcurrentOutcome, Failure> {
+    let agents_n = trace.agents;
+    let merge = &prepared.merge;
     let early_deliveries = plan
         .iter()
         .map(|p| {
@@ -889,8 +1106,8 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
                 next_seq: 1,
                 made: 0,
                 text: Rope::new(),
+                view: View::new(merge.items()),
                 downlink: VecDeque::new(),
-                early: VecDeque::new(),
             })
             .collect(),
         script: Script {
@@ -899,6 +1116,10 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
         },
         plan,
         next: 0,
+        merge,
+        by_agent: &prepared.by_agent,
+        expected: check.then(|| (View::new(merge.items()), Rope::new())),
+        applied: 0,
     };
     for a in 0..agents_n {
         let name: Arc<str> = Arc::from(format!("agent{a}"));
@@ -916,37 +1137,25 @@ pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome,
         let a = txn.agent;
         // The server applies every op this agent must have heard of by now.
         while sim.next < sim.plan.len() && sim.plan[sim.next].arrives[a] <= sim.agents[a].made {
-            sim.server_step()
-                .map_err(|e| format!("before txn {i}: {e}"))?;
+            sim.server_step().map_err(|e| match e {
+                Failure::Other(e) => Failure::Other(format!("before txn {i}: {e}")),
+                mismatch => mismatch,
+            })?;
         }
         let agent = &mut sim.agents[a];
-        agent.catch_up(a)?;
-        let mut local: Option<Op> = None;
-        for patch in &txn.patches {
-            let op = agent
-                .local_patch(patch)
-                .map_err(|e| format!("txn {i}: {e}"))?;
-            local = Some(match local {
-                None => op,
-                Some(previous) => previous.compose(&op).map_err(|e| e.to_string())?,
-            });
-        }
-        agent.made += 1;
-        let Some(local) = local else {
-            return Err(format!("txn {i} has no patch"));
-        };
-        agent.buffer.push_back((agent.made, local));
+        agent.catch_up(a, merge, &prepared.by_agent)?;
+        agent.make(merge, i).map_err(|e| format!("txn {i}: {e}"))?;
     }
     while sim.next < sim.plan.len() {
         sim.server_step()?;
     }
     for (a, agent) in sim.agents.iter_mut().enumerate() {
         agent.made = END;
-        agent.catch_up(a)?;
+        agent.catch_up(a, merge, &prepared.by_agent)?;
         if agent.inflight.is_some() || !agent.buffer.is_empty() || !agent.downlink.is_empty() {
-            return Err(format!(
+            return Err(Failure::Other(format!(
                 "agent {a} still has unacknowledged edits or unread messages at the end"
-            ));
+            )));
         }
     }
     Ok(ConcurrentOutcome {
