@@ -1,10 +1,16 @@
-//! One WebSocket connection: a reader task decodes frames (once) and hands them to the
-//! connection's session actor; this task writes the connection's queue to the socket, sends
-//! WebSocket pings and drops a client that stays silent past the timeout, and closes the socket
-//! when the session, the queue's overflow signal or node shutdown says so.
+//! One WebSocket connection, served by one task: it reads and decodes client frames (once) and
+//! hands them to the connection's session actor, writes the connection's queue to the socket,
+//! sends WebSocket pings and drops a client that stays silent past the timeout, and closes the
+//! socket when the session, the queue's overflow signal or node shutdown says so.
+//!
+//! An idle connection holds no socket buffer: bytes are read into a stack buffer and only a
+//! partial frame is kept on the heap (released once parsed), and the write buffer is released
+//! after every write.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use chorus_actors::outbound::{
@@ -15,63 +21,37 @@ use chorus_actors::protocol::decode_client;
 use chorus_actors::session::{Access, SessionArgs, SessionLimits, SessionMsg};
 use chorus_actors::session_supervisor::SessionSupervisorMsg;
 use fastwebsockets::upgrade::UpgradeFut;
-use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
+use fastwebsockets::OpCode;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use ractor::ActorRef;
-use tokio::io::{AsyncWriteExt, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
+use crate::frame::{self, Event, Step};
 use crate::server::{ConnectionGuard, Phase, WebContext};
 
-/// Control items from the reader to the writer; a handful at most are ever queued.
-const CONTROL_QUEUE: usize = 16;
+/// The upgraded socket.
+type Socket = TokioIo<Upgraded>;
 
 /// How long the session supervisor may take to start a session.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-enum Control {
-    /// A frame the protocol obliges us to send (pong, close echo).
-    Obligated(OpCode, Vec<u8>),
-    /// The client sent a frame over the size limit.
-    TooBig,
-    /// The reader stopped (socket closed or broken).
-    ReaderDone,
-}
+/// Bytes read at once when no partial frame is buffered. They go to a stack buffer (so an idle
+/// connection holds no read buffer); 8 KiB is what fastwebsockets read at once, enough for a
+/// burst of keystroke frames in one system call.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Serves one upgraded connection until it closes.
 pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: ConnectionGuard) {
     let _guard = guard;
-    let ws = match fut.await {
-        Ok(ws) => ws,
+    // fastwebsockets completes the upgrade; the frames are ours both ways (see the module doc).
+    let io = match fut.await {
+        Ok(ws) => ws.into_inner(),
         Err(e) => {
             tracing::debug!(error = %e, "upgrade did not complete");
             return;
         }
     };
-    // The read half stays with fastwebsockets; the write half is ours, so that a burst of queued
-    // frames goes out in one write (one syscall) instead of one per frame.
-    let write_slot = std::sync::Mutex::new(None);
-    let (mut read, _unused) = ws.split(|io| {
-        let (read, write) = tokio::io::split(io);
-        if let Ok(mut slot) = write_slot.lock() {
-            *slot = Some(write);
-        }
-        (read, tokio::io::sink())
-    });
-    let Some(write) = write_slot.lock().ok().and_then(|mut slot| slot.take()) else {
-        tracing::error!("could not take the socket's write half");
-        return;
-    };
-    let write = FrameWriter {
-        io: write,
-        buffer: Vec::with_capacity(4096),
-    };
-    // fastwebsockets refuses a frame whose payload is >= this size; max_frame_bytes is the largest
-    // frame accepted, so a frame of exactly max_frame_bytes must pass.
-    read.set_max_message_size(ctx.config.limits.max_frame_bytes.saturating_add(1));
-    read.set_auto_pong(true);
-    read.set_auto_close(true);
 
     let conn = ctx.next_conn_id();
     let (outbound, queue) = Outbound::channel(ctx.config.websocket.outbound_queue_frames);
@@ -103,19 +83,13 @@ pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: C
         }
     };
 
-    let last_seen_ms = Arc::new(AtomicU64::new(0));
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let reader = tokio::spawn(read_loop(
-        read,
-        session.clone(),
-        control_tx,
-        last_seen_ms.clone(),
-        ctx.clone(),
-    ));
-    if let Err(e) = write_loop(write, queue, control_rx, last_seen_ms, &ctx).await {
+    let write = FrameWriter {
+        io,
+        buffer: Vec::new(),
+    };
+    if let Err(e) = serve(write, &session, queue, &ctx).await {
         tracing::debug!(conn, error = %e, "connection ended with an error");
     }
-    reader.abort();
     let _ = session.cast(SessionMsg::Disconnected);
     drop(outbound);
 }
@@ -145,25 +119,24 @@ enum Assembled {
 }
 
 impl Reassembly {
-    fn push(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Assembled {
+    fn push(&mut self, opcode: OpCode, fin: bool, payload: Vec<u8>) -> Assembled {
         match (opcode, self.opcode) {
             (OpCode::Text | OpCode::Binary, None) => {
                 if payload.len() > self.max_bytes {
                     return Assembled::TooBig;
                 }
                 if fin {
-                    return Assembled::Message(opcode, payload.to_vec());
+                    return Assembled::Message(opcode, payload);
                 }
                 self.opcode = Some(opcode);
-                self.buffer.clear();
-                self.buffer.extend_from_slice(payload);
+                self.buffer = payload;
                 Assembled::Partial
             }
             (OpCode::Continuation, Some(first)) => {
                 if self.buffer.len() + payload.len() > self.max_bytes {
                     return Assembled::TooBig;
                 }
-                self.buffer.extend_from_slice(payload);
+                self.buffer.extend_from_slice(&payload);
                 if fin {
                     self.opcode = None;
                     Assembled::Message(first, std::mem::take(&mut self.buffer))
@@ -176,89 +149,16 @@ impl Reassembly {
     }
 }
 
-async fn read_loop(
-    mut read: WebSocketRead<tokio::io::ReadHalf<TokioIo<Upgraded>>>,
-    session: ActorRef<SessionMsg>,
-    control: mpsc::Sender<Control>,
-    last_seen_ms: Arc<AtomicU64>,
-    ctx: Arc<WebContext>,
-) {
-    let mut reassembly = Reassembly {
-        opcode: None,
-        buffer: Vec::new(),
-        max_bytes: ctx.config.limits.max_frame_bytes,
-    };
-    loop {
-        let obligated = control.clone();
-        let frame = read
-            .read_frame(&mut move |frame: Frame<'_>| {
-                let item = Control::Obligated(frame.opcode, frame.payload.to_vec());
-                let obligated = obligated.clone();
-                async move {
-                    obligated
-                        .send(item)
-                        .await
-                        .map_err(|_| "connection writer is gone")
-                }
-            })
-            .await;
-        last_seen_ms.store(elapsed_ms(&ctx), Ordering::Relaxed);
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(WebSocketError::FrameTooLarge) => {
-                let _ = control.send(Control::TooBig).await;
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "read failed");
-                break;
-            }
-        };
-        let (opcode, message) = match frame.opcode {
-            OpCode::Close => break,
-            OpCode::Ping | OpCode::Pong => continue,
-            opcode => match reassembly.push(opcode, frame.fin, &frame.payload) {
-                Assembled::Message(opcode, message) => (opcode, message),
-                Assembled::Partial => continue,
-                Assembled::TooBig => {
-                    let _ = control.send(Control::TooBig).await;
-                    return;
-                }
-                Assembled::Invalid => {
-                    tracing::debug!("invalid fragmentation; closing");
-                    break;
-                }
-            },
-        };
-        if *ctx.phase.borrow() != Phase::Running {
-            // Draining: no new client messages are taken (nothing unacknowledged is lost: the
-            // client resubmits after reconnecting elsewhere).
-            continue;
-        }
-        let msg = match opcode {
-            OpCode::Text => match decode_client(&message) {
-                Ok(msg) => SessionMsg::Client(msg),
-                Err(e) => SessionMsg::Malformed(e),
-            },
-            _ => SessionMsg::Binary,
-        };
-        if session.cast(msg).is_err() {
-            break;
-        }
-    }
-    let _ = control.send(Control::ReaderDone).await;
-}
-
 /// Most queued frames gathered into one write.
 const MAX_BATCH_FRAMES: usize = 64;
 /// Most bytes gathered into one write (a larger single frame still goes out whole).
 const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Buffer capacity kept between writes; a larger one (after a big frame) is released.
-const KEPT_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Writes unmasked server frames (RFC 6455 §5.2) to the socket, several per write.
 struct FrameWriter {
-    io: WriteHalf<TokioIo<Upgraded>>,
+    io: Socket,
+    /// Frames not written yet; released after each write (the queue was drained, so the
+    /// connection is likely idle, and an idle connection should hold no buffer).
     buffer: Vec<u8>,
 }
 
@@ -266,6 +166,7 @@ impl FrameWriter {
     /// Appends one frame to the pending write.
     fn push(&mut self, opcode: OpCode, payload: &[u8]) {
         let len = payload.len();
+        self.buffer.reserve(len + 10);
         self.buffer.push(0x80 | opcode as u8);
         if len < 126 {
             self.buffer.push(len as u8);
@@ -292,10 +193,7 @@ impl FrameWriter {
         if !self.buffer.is_empty() {
             self.io.write_all(&self.buffer).await?;
             self.io.flush().await?;
-            self.buffer.clear();
-            if self.buffer.capacity() > KEPT_BUFFER_BYTES {
-                self.buffer.shrink_to(KEPT_BUFFER_BYTES);
-            }
+            self.buffer = Vec::new();
         }
         Ok(())
     }
@@ -313,34 +211,176 @@ impl FrameWriter {
     }
 }
 
-async fn write_loop(
+/// Reads what the socket has into `input`: into a stack buffer when `input` is empty (so an idle
+/// connection keeps no read buffer), else straight onto the partial frame, up to the `need` bytes
+/// it is known to need. Ready with the number of bytes read (0: end of stream).
+fn poll_fill(
+    io: &mut Socket,
+    input: &mut Vec<u8>,
+    need: usize,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    if input.is_empty() {
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut buf = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+        input.extend_from_slice(buf.filled());
+        return Poll::Ready(Ok(buf.filled().len()));
+    }
+    let start = input.len();
+    input.resize(start + need.saturating_sub(start).max(READ_CHUNK), 0);
+    let mut buf = ReadBuf::new(&mut input[start..]);
+    let result = Pin::new(io).poll_read(cx, &mut buf);
+    let read = buf.filled().len();
+    input.truncate(start + read);
+    result.map_ok(|()| read)
+}
+
+/// What the frames of one read asked for.
+enum AfterRead {
+    /// Keep serving.
+    Continue,
+    /// The connection is over (close handshake answered, protocol error, session gone).
+    Done,
+}
+
+/// State of the reading side.
+struct Reader {
+    /// Bytes read but not parsed yet: a partial frame at most, empty when idle.
+    input: Vec<u8>,
+    /// Bytes `input` must hold before the next frame can be parsed.
+    need: usize,
+    reassembly: Reassembly,
+    /// When a frame last arrived (ms since the front started).
+    last_seen_ms: u64,
+}
+
+/// Handles every complete frame in `reader.input`: data to the session, pongs and close
+/// answers into `write`.
+async fn handle_input(
+    reader: &mut Reader,
+    write: &mut FrameWriter,
+    session: &ActorRef<SessionMsg>,
+    ctx: &WebContext,
+) -> std::io::Result<AfterRead> {
+    let max_frame = ctx.config.limits.max_frame_bytes;
+    loop {
+        let event = match frame::next(&mut reader.input, max_frame) {
+            Step::Need(need) => {
+                reader.need = need;
+                break;
+            }
+            Step::Event(event) => event,
+        };
+        let (opcode, fin, payload) = match event {
+            Event::Data {
+                opcode,
+                fin,
+                payload,
+            } => (opcode, fin, payload),
+            Event::Ping(payload) => {
+                write.push(OpCode::Pong, &payload);
+                continue;
+            }
+            Event::Pong => continue,
+            Event::Close(echo) => {
+                write.send(OpCode::Close, &echo).await?;
+                return Ok(AfterRead::Done);
+            }
+            Event::Fail { reply, reason } => {
+                tracing::debug!(reason, "client broke the WebSocket protocol; closing");
+                match reply {
+                    Some(payload) => write.send(OpCode::Close, &payload).await?,
+                    None => write.flush().await?,
+                }
+                return Ok(AfterRead::Done);
+            }
+            Event::TooBig => {
+                write
+                    .close(CLOSE_TOO_BIG, b"frame over the configured limit")
+                    .await?;
+                return Ok(AfterRead::Done);
+            }
+        };
+        let (opcode, message) = match reader.reassembly.push(opcode, fin, payload) {
+            Assembled::Message(opcode, message) => (opcode, message),
+            Assembled::Partial => continue,
+            Assembled::TooBig => {
+                write
+                    .close(CLOSE_TOO_BIG, b"frame over the configured limit")
+                    .await?;
+                return Ok(AfterRead::Done);
+            }
+            Assembled::Invalid => {
+                tracing::debug!("invalid fragmentation; closing");
+                write.flush().await?;
+                return Ok(AfterRead::Done);
+            }
+        };
+        if *ctx.phase.borrow() != Phase::Running {
+            // Draining: no new client messages are taken (nothing unacknowledged is lost: the
+            // client resubmits after reconnecting elsewhere).
+            continue;
+        }
+        let msg = match opcode {
+            OpCode::Text => match decode_client(&message) {
+                Ok(msg) => SessionMsg::Client(msg),
+                Err(e) => SessionMsg::Malformed(e),
+            },
+            _ => SessionMsg::Binary,
+        };
+        if session.cast(msg).is_err() {
+            write.flush().await?;
+            return Ok(AfterRead::Done);
+        }
+    }
+    if reader.input.is_empty() {
+        // Nothing partial: give the capacity back (an idle connection holds no read buffer).
+        reader.input = Vec::new();
+        reader.need = 0;
+    }
+    write.flush().await?;
+    Ok(AfterRead::Continue)
+}
+
+async fn serve(
     mut write: FrameWriter,
+    session: &ActorRef<SessionMsg>,
     mut queue: OutboundReceiver,
-    mut control: mpsc::Receiver<Control>,
-    last_seen_ms: Arc<AtomicU64>,
     ctx: &WebContext,
 ) -> std::io::Result<()> {
     let settings = &ctx.config.websocket;
     let mut ping = tokio::time::interval(Duration::from_millis(settings.ping_interval_ms.max(1)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
-    last_seen_ms.store(elapsed_ms(ctx), Ordering::Relaxed);
+    let mut reader = Reader {
+        input: Vec::new(),
+        need: 0,
+        reassembly: Reassembly {
+            opcode: None,
+            buffer: Vec::new(),
+            max_bytes: ctx.config.limits.max_frame_bytes,
+        },
+        last_seen_ms: elapsed_ms(ctx),
+    };
     let mut phase = ctx.phase.clone();
     loop {
+        // Unbiased: neither a client that keeps sending nor a busy queue starves the other.
         tokio::select! {
-            biased;
-            item = control.recv() => match item {
-                Some(Control::Obligated(opcode, payload)) => {
-                    write.send(opcode, &payload).await?;
-                    if opcode == OpCode::Close {
+            read = poll_fn(|cx| poll_fill(&mut write.io, &mut reader.input, reader.need, cx)) => {
+                match read {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read failed");
                         return Ok(());
                     }
                 }
-                Some(Control::TooBig) => {
-                    return write.close(CLOSE_TOO_BIG, b"frame over the configured limit").await;
+                reader.last_seen_ms = elapsed_ms(ctx);
+                if let AfterRead::Done = handle_input(&mut reader, &mut write, session, ctx).await? {
+                    return Ok(());
                 }
-                Some(Control::ReaderDone) | None => return Ok(()),
-            },
+            }
             item = queue.rx.recv() => {
                 // Gather what else is queued (bounded) into the same write.
                 let mut next = item;
@@ -366,10 +406,15 @@ async fn write_loop(
                 write.flush().await?;
             }
             _ = queue.overflow.notified() => {
+                // What is already queued goes out first (as when the queue was served before
+                // the overflow signal), then the close.
+                if let Some(close) = drain_queue(&mut write, &mut queue).await? {
+                    return close;
+                }
                 return write.close(CLOSE_TRY_AGAIN, b"client too slow: send queue full; reconnect and resume").await;
             }
             _ = ping.tick() => {
-                let silent_ms = elapsed_ms(ctx).saturating_sub(last_seen_ms.load(Ordering::Relaxed));
+                let silent_ms = elapsed_ms(ctx).saturating_sub(reader.last_seen_ms);
                 if silent_ms > settings.ping_timeout_ms {
                     tracing::debug!(silent_ms, "client answered no ping in time; dropping it");
                     return write.close(CLOSE_POLICY, b"ping timeout").await;
@@ -380,20 +425,34 @@ async fn write_loop(
                 let now = *phase.borrow();
                 if changed.is_err() || now == Phase::Closing {
                     // Everything accepted is durable and queued: send it, then say goodbye.
-                    while let Ok(item) = queue.rx.try_recv() {
-                        match item {
-                            Outgoing::Frame(frame) => {
-                                write.push(OpCode::Text, &frame);
-                                if write.buffer.len() >= MAX_BATCH_BYTES {
-                                    write.flush().await?;
-                                }
-                            }
-                            Outgoing::Close(code, reason) => return write.close(code, reason.as_bytes()).await,
-                        }
+                    if let Some(close) = drain_queue(&mut write, &mut queue).await? {
+                        return close;
                     }
                     return write.close(CLOSE_GOING_AWAY, b"server shutting down").await;
                 }
             }
         }
     }
+}
+
+/// Writes every frame queued now. If the queue holds a close request, sends it and returns
+/// `Some` with the result to end the connection with.
+async fn drain_queue(
+    write: &mut FrameWriter,
+    queue: &mut OutboundReceiver,
+) -> std::io::Result<Option<std::io::Result<()>>> {
+    while let Ok(item) = queue.rx.try_recv() {
+        match item {
+            Outgoing::Frame(frame) => {
+                write.push(OpCode::Text, &frame);
+                if write.buffer.len() >= MAX_BATCH_BYTES {
+                    write.flush().await?;
+                }
+            }
+            Outgoing::Close(code, reason) => {
+                return Ok(Some(write.close(code, reason.as_bytes()).await))
+            }
+        }
+    }
+    Ok(None)
 }

@@ -10,6 +10,7 @@
 pub mod assets;
 pub mod auth;
 pub mod connection;
+mod frame;
 pub mod server;
 
 pub use server::{serve, Phase, WebContext};
