@@ -74,6 +74,12 @@ struct Cli {
           default_value_t = defaults::SHUTDOWN_GRACE_MS.to_string())]
     shutdown_grace_ms: String,
 
+    /// Threads of the async runtime that runs actors and connections (0 ..= 1024; 0 = one per
+    /// CPU core). Disk writes use separate blocking threads.
+    #[arg(long, env = "CHORUS_WORKER_THREADS", value_name = "N", help_heading = "Server",
+          default_value_t = defaults::WORKER_THREADS.to_string())]
+    worker_threads: String,
+
     // ---- Auth ----
     /// Whether clients without a token may connect (with read-write access): true or false.
     #[arg(long, env = "CHORUS_ALLOW_ANONYMOUS", value_name = "true|false", help_heading = "Auth",
@@ -435,6 +441,7 @@ impl Parsed {
             node_name => config.node_name;
             log => config.log;
             shutdown_grace_ms => config.shutdown_grace_ms;
+            worker_threads => config.worker_threads;
             allow_anonymous => config.auth.allow_anonymous;
             max_frame_bytes => config.limits.max_frame_bytes;
             max_document_chars => config.limits.max_document_chars;
@@ -578,6 +585,7 @@ mod tests {
         "--node-name",
         "--log",
         "--shutdown-grace-ms",
+        "--worker-threads",
         "--allow-anonymous",
         "--token",
         "--read-only-token",

@@ -12,6 +12,8 @@ pub const NODE_NAME: &str = "chorus-1";
 pub const LOG: &str = "info";
 /// Default `shutdown_grace_ms`: 10 s.
 pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// Default `worker_threads`: 0, one per CPU core.
+pub const WORKER_THREADS: usize = 0;
 /// Default `auth.allow_anonymous`.
 pub const ALLOW_ANONYMOUS: bool = true;
 /// Default `limits.max_frame_bytes`: 1 MiB.

@@ -39,6 +39,7 @@ mod tests {
             node_name = "n2"
             log = "debug"
             shutdown_grace_ms = 1
+            worker_threads = 3
             [auth]
             allow_anonymous = false
             tokens = ["a"]
@@ -89,6 +90,7 @@ mod tests {
         assert_eq!(c.node_name, "n2");
         assert_eq!(c.log, "debug");
         assert_eq!(c.shutdown_grace_ms, 1);
+        assert_eq!(c.worker_threads, 3);
         assert!(!c.auth.allow_anonymous);
         assert_eq!(c.auth.tokens, ["a"]);
         assert_eq!(c.auth.read_only_tokens, ["b"]);

@@ -35,6 +35,7 @@
 //! node_name = "chorus-1"
 //! log = "info"
 //! shutdown_grace_ms = 10000
+//! worker_threads = 0           # async runtime threads; 0 = one per CPU core
 //!
 //! [auth]
 //! allow_anonymous = true
@@ -131,6 +132,11 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// How long SIGTERM waits for in-flight ops and store flushes before closing sockets, in ms.
     pub shutdown_grace_ms: u64,
+    /// Threads of the async runtime that runs every actor and connection (0 = one per CPU
+    /// core). Disk writes run on separate blocking threads either way. On a machine shared with
+    /// other busy processes (a load generator, say), fewer threads than cores can cost less CPU
+    /// per op and cut latency (docs/BENCHMARKS.md).
+    pub worker_threads: usize,
 }
 
 /// Who may connect: anonymous clients and bearer tokens.
@@ -278,6 +284,7 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             cluster: ClusterConfig::default(),
             shutdown_grace_ms: defaults::SHUTDOWN_GRACE_MS,
+            worker_threads: defaults::WORKER_THREADS,
         }
     }
 }

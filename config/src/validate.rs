@@ -52,6 +52,13 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     at_most("shutdown_grace_ms", c.shutdown_grace_ms, 0)?;
+    within(
+        "worker_threads",
+        c.worker_threads,
+        0,
+        1024,
+        "0 (one per CPU core) ..= 1024 threads",
+    )?;
 
     validate_auth(c)?;
 
@@ -458,6 +465,8 @@ mod tests {
             with(|c| c.document.idle_timeout_ms = 0),
             with(|c| c.shutdown_grace_ms = 0),
             with(|c| c.shutdown_grace_ms = MAX_MS),
+            with(|c| c.worker_threads = 0),
+            with(|c| c.worker_threads = 1024),
             with(|c| {
                 c.websocket.ping_interval_ms = 1;
                 c.websocket.ping_timeout_ms = 2;
@@ -505,6 +514,12 @@ mod tests {
             "A-Z a-z 0-9 . _ -",
         );
         rejects(with(|c| c.log = " ".into()), "log", "\" \"", "EnvFilter");
+        rejects(
+            with(|c| c.worker_threads = 1025),
+            "worker_threads",
+            "1025",
+            "one per CPU core",
+        );
         rejects(
             with(|c| c.shutdown_grace_ms = MAX_MS + 1),
             "shutdown_grace_ms",

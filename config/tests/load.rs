@@ -133,6 +133,7 @@ fn every_setting() -> (Vec<(&'static str, &'static str, &'static str)>, Config) 
         ("--node-name", "CHORUS_NODE_NAME", "node-7"),
         ("--log", "CHORUS_LOG", "debug,hyper=warn"),
         ("--shutdown-grace-ms", "CHORUS_SHUTDOWN_GRACE_MS", "2500"),
+        ("--worker-threads", "CHORUS_WORKER_THREADS", "2"),
         ("--allow-anonymous", "CHORUS_ALLOW_ANONYMOUS", "false"),
         ("--token", "CHORUS_TOKENS", "rw-1"),
         ("--read-only-token", "CHORUS_READ_ONLY_TOKENS", "ro-1"),
@@ -217,6 +218,7 @@ fn every_setting() -> (Vec<(&'static str, &'static str, &'static str)>, Config) 
         node_name: "node-7".into(),
         log: "debug,hyper=warn".into(),
         shutdown_grace_ms: 2500,
+        worker_threads: 2,
         auth: AuthConfig {
             allow_anonymous: false,
             tokens: vec!["rw-1".into()],
