@@ -1,15 +1,22 @@
-//! The session actor: one per WebSocket connection. It holds the client's identity, its open
+//! The session: one per WebSocket connection. It holds the client's identity, its open
 //! documents and its rate limiter, answers what it can itself (hello, ping, errors) and hands
 //! opens and closes to the document supervisor and ops and cursors straight to document actors.
 //! Document actors write acks, broadcasts and presence directly to the connection's queue, so
 //! their order per document is the order the document applied them.
+//!
+//! Two shells run the same handling: [`Session`], driven by its connection's own task (what the
+//! web front uses: no actor, task or mailbox of its own, so an idle connection costs a few hundred
+//! bytes here instead of ≈ 10 KB), and [`SessionActor`], a ractor actor under the
+//! `SessionSupervisor`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::Notify;
 
+use crate::document::actor::DocumentMsg;
 use crate::document::supervisor::Subscription;
 use crate::document::ConnId;
 use crate::ids::{ClientId, DocId};
@@ -18,7 +25,7 @@ use crate::protocol::{
     clean_name, default_color, error_frame, is_valid_color, ClientMsg, DecodeError, ErrorCode,
     ServerMsg, PROTOCOL_VERSION,
 };
-use crate::routing::{Directory, DocRoute};
+use crate::routing::{Directory, DocRoute, SubscriberEvents};
 
 /// What a connection's token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,12 +139,29 @@ pub struct SessionActor;
 /// A session's state.
 pub struct SessionState {
     args: SessionArgs,
+    /// Where document supervisors report restarts and losses for this session.
+    events: Arc<dyn SubscriberEvents>,
     identity: Option<Identity>,
     docs: HashMap<DocId, DocRoute>,
     bucket: TokenBucket,
 }
 
 impl SessionState {
+    fn new(args: SessionArgs, events: Arc<dyn SubscriberEvents>) -> SessionState {
+        let bucket = TokenBucket::new(
+            args.limits.op_rate_per_s,
+            args.limits.op_burst,
+            Instant::now(),
+        );
+        SessionState {
+            args,
+            events,
+            identity: None,
+            docs: HashMap::new(),
+            bucket,
+        }
+    }
+
     fn send(&self, msg: ServerMsg<'_>) {
         self.args.outbound.push(msg.encode());
     }
@@ -162,20 +186,10 @@ impl Actor for SessionActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: SessionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let bucket = TokenBucket::new(
-            args.limits.op_rate_per_s,
-            args.limits.op_burst,
-            Instant::now(),
-        );
-        Ok(SessionState {
-            args,
-            identity: None,
-            docs: HashMap::new(),
-            bucket,
-        })
+        Ok(SessionState::new(args, Arc::new(myself)))
     }
 
     async fn post_stop(
@@ -193,47 +207,59 @@ impl Actor for SessionActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if state.identity.is_none() {
-            return handle_before_hello(msg, state, &myself);
-        }
-        match msg {
-            SessionMsg::Client(msg) => handle_client(msg, state, &myself).await,
-            SessionMsg::Malformed(e) => {
-                state.error(ErrorCode::BadMessage, &e.message, e.doc.as_deref(), e.seq);
-            }
-            SessionMsg::Binary => state.error(
-                ErrorCode::BadMessage,
-                "binary frames are not part of the protocol; send JSON text frames",
-                None,
-                None,
-            ),
-            SessionMsg::DocumentRestarted { doc, route } => {
-                if let Some(slot) = state.docs.get_mut(&doc) {
-                    *slot = route;
-                }
-            }
-            SessionMsg::DocumentLost { doc, reason } => {
-                if state.docs.remove(&doc).is_some() {
-                    tracing::debug!(%doc, %reason, "document lost; opening it again");
-                    if let Err(refused) = open_document(state, &myself, doc.clone(), None).await {
-                        state.error(ErrorCode::Unavailable, &refused, Some(doc.as_str()), None);
-                    }
-                }
-            }
-            SessionMsg::Disconnected => {
-                state.close_all();
-                myself.stop(None);
-            }
+        if let Handled::Stop = handle(msg, state).await {
+            myself.stop(None);
         }
         Ok(())
     }
 }
 
-fn handle_before_hello(
-    msg: SessionMsg,
-    state: &mut SessionState,
-    myself: &ActorRef<SessionMsg>,
-) -> Result<(), ActorProcessingErr> {
+/// What the shell does after a message.
+enum Handled {
+    /// Keep going.
+    Continue,
+    /// The session is over (its documents are closed).
+    Stop,
+}
+
+/// Handles one message: the behaviour shared by both shells.
+async fn handle(msg: SessionMsg, state: &mut SessionState) -> Handled {
+    if state.identity.is_none() {
+        return handle_before_hello(msg, state);
+    }
+    match msg {
+        SessionMsg::Client(msg) => handle_client(msg, state).await,
+        SessionMsg::Malformed(e) => {
+            state.error(ErrorCode::BadMessage, &e.message, e.doc.as_deref(), e.seq);
+        }
+        SessionMsg::Binary => state.error(
+            ErrorCode::BadMessage,
+            "binary frames are not part of the protocol; send JSON text frames",
+            None,
+            None,
+        ),
+        SessionMsg::DocumentRestarted { doc, route } => {
+            if let Some(slot) = state.docs.get_mut(&doc) {
+                *slot = route;
+            }
+        }
+        SessionMsg::DocumentLost { doc, reason } => {
+            if state.docs.remove(&doc).is_some() {
+                tracing::debug!(%doc, %reason, "document lost; opening it again");
+                if let Err(refused) = open_document(state, doc.clone(), None).await {
+                    state.error(ErrorCode::Unavailable, &refused, Some(doc.as_str()), None);
+                }
+            }
+        }
+        SessionMsg::Disconnected => {
+            state.close_all();
+            return Handled::Stop;
+        }
+    }
+    Handled::Continue
+}
+
+fn handle_before_hello(msg: SessionMsg, state: &mut SessionState) -> Handled {
     let refuse = |state: &SessionState, code: ErrorCode, message: &str| {
         state.error(code, message, None, None);
         state
@@ -257,7 +283,7 @@ fn handle_before_hello(
                             ErrorCode::Forbidden,
                             "this client id was not issued by this server",
                         );
-                        return Ok(());
+                        return Handled::Continue;
                     }
                 },
             };
@@ -277,7 +303,7 @@ fn handle_before_hello(
                 color,
             });
         }
-        SessionMsg::Disconnected => myself.stop(None),
+        SessionMsg::Disconnected => return Handled::Stop,
         SessionMsg::DocumentRestarted { .. } | SessionMsg::DocumentLost { .. } => {}
         SessionMsg::Client(_) | SessionMsg::Malformed(_) | SessionMsg::Binary => {
             refuse(
@@ -287,10 +313,10 @@ fn handle_before_hello(
             );
         }
     }
-    Ok(())
+    Handled::Continue
 }
 
-async fn handle_client(msg: ClientMsg, state: &mut SessionState, myself: &ActorRef<SessionMsg>) {
+async fn handle_client(msg: ClientMsg, state: &mut SessionState) {
     match msg {
         ClientMsg::Hello { .. } => state.error(
             ErrorCode::BadMessage,
@@ -312,7 +338,7 @@ async fn handle_client(msg: ClientMsg, state: &mut SessionState, myself: &ActorR
                 );
                 return state.error(ErrorCode::TooLarge, &message, Some(doc.as_str()), None);
             }
-            if let Err(refused) = open_document(state, myself, doc.clone(), rev).await {
+            if let Err(refused) = open_document(state, doc.clone(), rev).await {
                 state.error(ErrorCode::Unavailable, &refused, Some(doc.as_str()), None);
             }
         }
@@ -392,7 +418,6 @@ async fn handle_client(msg: ClientMsg, state: &mut SessionState, myself: &ActorR
 /// Opens `doc` through the directory and remembers its route; the error text on refusal.
 async fn open_document(
     state: &mut SessionState,
-    myself: &ActorRef<SessionMsg>,
     doc: DocId,
     since: Option<u64>,
 ) -> Result<(), String> {
@@ -400,7 +425,7 @@ async fn open_document(
         return Ok(());
     };
     let subscription = Subscription {
-        events: Arc::new(myself.clone()),
+        events: state.events.clone(),
         conn: state.args.conn,
         outbound: state.args.outbound.clone(),
         client: identity.client.clone(),
@@ -428,6 +453,96 @@ fn parse_doc(state: &SessionState, doc: &str, seq: Option<u64>) -> Option<DocId>
             state.error(ErrorCode::BadMessage, &e.to_string(), Some(doc), seq);
             None
         }
+    }
+}
+
+/// A session driven by its connection's task instead of an actor: the task passes it each client
+/// message ([`Session::handle`]) and the document events it collects ([`SessionEvents`]), one
+/// at a time, in order, as an actor's mailbox would. Dropping it closes its documents.
+pub struct Session {
+    state: SessionState,
+    events: Arc<SessionEvents>,
+}
+
+impl Session {
+    /// A session that has not seen `hello` yet.
+    pub fn new(args: SessionArgs) -> Session {
+        let events = Arc::new(SessionEvents::default());
+        Session {
+            state: SessionState::new(args, events.clone()),
+            events,
+        }
+    }
+
+    /// Where this session's document events arrive; the connection waits on it.
+    pub fn events(&self) -> Arc<SessionEvents> {
+        self.events.clone()
+    }
+
+    /// Handles one message; false once the session is over (after [`SessionMsg::Disconnected`]).
+    pub async fn handle(&mut self, msg: SessionMsg) -> bool {
+        matches!(handle(msg, &mut self.state).await, Handled::Continue)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.state.close_all();
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("conn", &self.state.args.conn)
+            .field("open_documents", &self.state.docs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Document restarts and losses reported for a [`Session`], waiting for its connection's task.
+/// Rare (a document actor failed or moved), so a plain locked list.
+#[derive(Debug, Default)]
+pub struct SessionEvents {
+    pending: Mutex<Vec<SessionMsg>>,
+    arrived: Notify,
+}
+
+impl SessionEvents {
+    fn push(&self, msg: SessionMsg) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.push(msg);
+        }
+        self.arrived.notify_one();
+    }
+
+    /// Waits until an event has arrived (cancel-safe: a wake-up is kept until awaited).
+    pub async fn arrived(&self) {
+        self.arrived.notified().await;
+    }
+
+    /// The events that arrived, oldest first.
+    pub fn take(&self) -> Vec<SessionMsg> {
+        match self.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl SubscriberEvents for SessionEvents {
+    fn restarted(&self, doc: &DocId, actor: &ActorRef<DocumentMsg>) {
+        self.push(SessionMsg::DocumentRestarted {
+            doc: doc.clone(),
+            route: DocRoute::Local(actor.clone()),
+        });
+    }
+
+    fn lost(&self, doc: &DocId, reason: &str) {
+        self.push(SessionMsg::DocumentLost {
+            doc: doc.clone(),
+            reason: reason.to_owned(),
+        });
     }
 }
 

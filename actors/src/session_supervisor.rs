@@ -1,4 +1,6 @@
-//! The session supervisor: parent of every session actor on the node.
+//! The session supervisor: parent of every session actor on the node, and the account of the
+//! sessions that run inside their connection's task ([`crate::session::Session`], what the web
+//! front uses): those report their start, end and failure here.
 //!
 //! A session's state (identity, open documents, rate limiter) is tied to its socket, so a failed
 //! session is not restarted in place: its connection is closed with 1011 and the client
@@ -26,8 +28,20 @@ pub enum SessionSupervisorMsg {
         SessionArgs,
         RpcReplyPort<Result<ActorRef<SessionMsg>, String>>,
     ),
-    /// How many sessions are running.
+    /// How many sessions are running (actors and in-task sessions).
     Count(RpcReplyPort<usize>),
+    /// An in-task session started.
+    Started,
+    /// An in-task session ended.
+    Ended,
+    /// An in-task session failed (panicked); its connection has already been told to close with
+    /// 1011 and its directory to forget the connection. Counted against the restart intensity.
+    Failed {
+        /// Its connection.
+        conn: ConnId,
+        /// What went wrong.
+        error: String,
+    },
 }
 
 impl ractor::Message for SessionSupervisorMsg {}
@@ -55,7 +69,31 @@ pub struct SessionSupervisor;
 pub struct SessionSupervisorState {
     args: SessionSupervisorArgs,
     sessions: HashMap<ActorId, (ConnId, Outbound, Arc<dyn Directory>)>,
+    /// In-task sessions running.
+    in_task: usize,
     failures: VecDeque<Instant>,
+}
+
+impl SessionSupervisorState {
+    /// Counts a failure and alarms past the restart intensity.
+    fn failed(&mut self) {
+        let now = Instant::now();
+        self.failures.push_back(now);
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.args.failure_window)
+        {
+            self.failures.pop_front();
+        }
+        if self.failures.len() > self.args.max_failures as usize {
+            tracing::error!(
+                failures = self.failures.len(),
+                window_s = self.args.failure_window.as_secs(),
+                "session failures exceed the restart intensity"
+            );
+        }
+    }
 }
 
 impl Actor for SessionSupervisor {
@@ -71,6 +109,7 @@ impl Actor for SessionSupervisor {
         Ok(SessionSupervisorState {
             args,
             sessions: HashMap::new(),
+            in_task: 0,
             failures: VecDeque::new(),
         })
     }
@@ -99,7 +138,13 @@ impl Actor for SessionSupervisor {
                 let _ = reply.send(result);
             }
             SessionSupervisorMsg::Count(reply) => {
-                let _ = reply.send(state.sessions.len());
+                let _ = reply.send(state.sessions.len() + state.in_task);
+            }
+            SessionSupervisorMsg::Started => state.in_task += 1,
+            SessionSupervisorMsg::Ended => state.in_task = state.in_task.saturating_sub(1),
+            SessionSupervisorMsg::Failed { conn, error } => {
+                tracing::error!(conn, error = %error, "session failed; closing its connection");
+                state.failed();
             }
         }
         Ok(())
@@ -118,22 +163,7 @@ impl Actor for SessionSupervisor {
                     tracing::error!(conn, error = %error, "session failed; closing its connection");
                     outbound.close(CLOSE_INTERNAL, "session failed; reconnect");
                     directory.connection_gone(conn);
-                    let now = Instant::now();
-                    state.failures.push_back(now);
-                    while state
-                        .failures
-                        .front()
-                        .is_some_and(|t| now.duration_since(*t) > state.args.failure_window)
-                    {
-                        state.failures.pop_front();
-                    }
-                    if state.failures.len() > state.args.max_failures as usize {
-                        tracing::error!(
-                            failures = state.failures.len(),
-                            window_s = state.args.failure_window.as_secs(),
-                            "session failures exceed the restart intensity"
-                        );
-                    }
+                    state.failed();
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {

@@ -1,5 +1,6 @@
 //! One WebSocket connection, served by one task: it reads and decodes client frames (once) and
-//! hands them to the connection's session actor, writes the connection's queue to the socket,
+//! hands them to the connection's session (run by this task, one message at a time, in order),
+//! writes the connection's queue to the socket,
 //! sends WebSocket pings and drops a client that stays silent past the timeout, and closes the
 //! socket when the session, the queue's overflow signal or node shutdown says so.
 //!
@@ -7,24 +8,27 @@
 //! partial frame is kept on the heap (released once parsed), and the write buffer is released
 //! after every write.
 
-use std::future::poll_fn;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use chorus_actors::outbound::{
-    Outbound, OutboundReceiver, Outgoing, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN,
+    Outbound, OutboundReceiver, Outgoing, CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_POLICY,
+    CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
 };
 use chorus_actors::protocol::decode_client;
-use chorus_actors::session::{Access, SessionArgs, SessionLimits, SessionMsg};
+use chorus_actors::session::{
+    Access, Session, SessionArgs, SessionEvents, SessionLimits, SessionMsg,
+};
 use chorus_actors::session_supervisor::SessionSupervisorMsg;
 use fastwebsockets::upgrade::UpgradeFut;
 use fastwebsockets::OpCode;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use ractor::ActorRef;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use crate::frame::{self, Event, Step};
@@ -32,9 +36,6 @@ use crate::server::{ConnectionGuard, Phase, WebContext};
 
 /// The upgraded socket.
 type Socket = TokioIo<Upgraded>;
-
-/// How long the session supervisor may take to start a session.
-const SPAWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes read at once when no partial frame is buffered. They go to a stack buffer (so an idle
 /// connection holds no read buffer); 8 KiB is what fastwebsockets read at once, enough for a
@@ -68,30 +69,121 @@ pub async fn run(fut: UpgradeFut, ctx: Arc<WebContext>, access: Access, guard: C
         },
         access,
     };
-    let session = match ctx
-        .sessions
-        .call(
-            |reply| SessionSupervisorMsg::Spawn(args, reply),
-            Some(SPAWN_TIMEOUT),
-        )
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(Ok(session))) => session,
-        other => {
-            tracing::error!(?other, "could not start a session");
-            return;
-        }
+    let started = Session::new(args);
+    let mut session = SessionSlot {
+        conn,
+        events: started.events(),
+        idle: Some(started),
+        busy: None,
+        mailbox: VecDeque::new(),
+        failed: false,
     };
+    let _ = ctx.sessions.cast(SessionSupervisorMsg::Started);
 
     let write = FrameWriter {
         io,
         buffer: Vec::new(),
     };
-    if let Err(e) = serve(write, &session, queue, &ctx).await {
+    if let Err(e) = serve(write, &mut session, queue, &outbound, &ctx).await {
         tracing::debug!(conn, error = %e, "connection ended with an error");
     }
-    let _ = session.cast(SessionMsg::Disconnected);
+    // As an actor's mailbox would: what was read is handled, then the documents are closed.
+    session.finish(&outbound, &ctx).await;
+    drop(session);
+    let _ = ctx.sessions.cast(SessionSupervisorMsg::Ended);
     drop(outbound);
+}
+
+/// The connection's session and its mailbox. Messages are handled one at a time, in order; one
+/// that waits (an open awaits the document) is polled alongside the socket, so reading and
+/// writing go on meanwhile and later messages wait their turn, as in an actor's mailbox.
+struct SessionSlot {
+    conn: u64,
+    /// Where the session's document events arrive.
+    events: Arc<SessionEvents>,
+    /// The session, when no message is being handled.
+    idle: Option<Session>,
+    /// The message being handled; yields the session back.
+    busy: Option<Pin<Box<dyn Future<Output = Session> + Send>>>,
+    /// Messages waiting their turn. Unbounded, as an actor mailbox is; it only grows while an
+    /// open is in flight, and the client's reads are bounded by the socket.
+    mailbox: VecDeque<SessionMsg>,
+    /// The session panicked: messages are dropped, the connection is closing with 1011.
+    failed: bool,
+}
+
+impl SessionSlot {
+    /// Queues a message and starts handling it if the session is free.
+    fn deliver(&mut self, msg: SessionMsg) {
+        if self.failed {
+            return;
+        }
+        self.mailbox.push_back(msg);
+        self.start_next();
+    }
+
+    fn start_next(&mut self) {
+        if self.busy.is_some() {
+            return;
+        }
+        let Some(msg) = self.mailbox.pop_front() else {
+            return;
+        };
+        if let Some(mut session) = self.idle.take() {
+            self.busy = Some(Box::pin(async move {
+                session.handle(msg).await;
+                session
+            }));
+        }
+    }
+
+    /// Drives the message being handled. Ready when it is done (`Err` with the panic message if
+    /// the session panicked; the session is then gone).
+    fn poll_busy(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        let Some(busy) = self.busy.as_mut() else {
+            return Poll::Pending;
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| busy.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(session)) => {
+                self.busy = None;
+                self.idle = Some(session);
+                self.start_next();
+                Poll::Ready(Ok(()))
+            }
+            Err(panic) => {
+                self.busy = None;
+                self.failed = true;
+                self.mailbox.clear();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "session panicked".to_owned());
+                Poll::Ready(Err(message))
+            }
+        }
+    }
+
+    /// A failed session: as its supervisor did for a failed session actor, the connection is
+    /// told to close with 1011 and the documents to forget it.
+    fn fail(&self, error: String, outbound: &Outbound, ctx: &WebContext) {
+        outbound.close(CLOSE_INTERNAL, "session failed; reconnect");
+        ctx.directory.connection_gone(self.conn);
+        let _ = ctx.sessions.cast(SessionSupervisorMsg::Failed {
+            conn: self.conn,
+            error,
+        });
+    }
+
+    /// Handles everything still queued (including the message in progress).
+    async fn finish(&mut self, outbound: &Outbound, ctx: &WebContext) {
+        while self.busy.is_some() {
+            if let Err(error) = poll_fn(|cx| self.poll_busy(cx)).await {
+                self.fail(error, outbound, ctx);
+            }
+        }
+    }
 }
 
 fn elapsed_ms(ctx: &WebContext) -> u64 {
@@ -260,7 +352,7 @@ struct Reader {
 async fn handle_input(
     reader: &mut Reader,
     write: &mut FrameWriter,
-    session: &ActorRef<SessionMsg>,
+    session: &mut SessionSlot,
     ctx: &WebContext,
 ) -> std::io::Result<AfterRead> {
     let max_frame = ctx.config.limits.max_frame_bytes;
@@ -329,10 +421,7 @@ async fn handle_input(
             },
             _ => SessionMsg::Binary,
         };
-        if session.cast(msg).is_err() {
-            write.flush().await?;
-            return Ok(AfterRead::Done);
-        }
+        session.deliver(msg);
     }
     if reader.input.is_empty() {
         // Nothing partial: give the capacity back (an idle connection holds no read buffer).
@@ -345,10 +434,12 @@ async fn handle_input(
 
 async fn serve(
     mut write: FrameWriter,
-    session: &ActorRef<SessionMsg>,
+    session: &mut SessionSlot,
     mut queue: OutboundReceiver,
+    outbound: &Outbound,
     ctx: &WebContext,
 ) -> std::io::Result<()> {
+    let events = session.events.clone();
     let settings = &ctx.config.websocket;
     let mut ping = tokio::time::interval(Duration::from_millis(settings.ping_interval_ms.max(1)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -379,6 +470,16 @@ async fn serve(
                 reader.last_seen_ms = elapsed_ms(ctx);
                 if let AfterRead::Done = handle_input(&mut reader, &mut write, session, ctx).await? {
                     return Ok(());
+                }
+            }
+            done = poll_fn(|cx| session.poll_busy(cx)), if session.busy.is_some() => {
+                if let Err(error) = done {
+                    session.fail(error, outbound, ctx);
+                }
+            }
+            _ = events.arrived() => {
+                for msg in events.take() {
+                    session.deliver(msg);
                 }
             }
             item = queue.rx.recv() => {
