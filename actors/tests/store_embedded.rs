@@ -753,6 +753,61 @@ mod store_embedded {
         );
     }
 
+    #[tokio::test]
+    async fn group_policy_makes_concurrent_appends_of_many_documents_durable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<DocId> = (0..40).map(|i| doc(&format!("group/{i}.rs"))).collect();
+        {
+            let store = std::sync::Arc::new(
+                EmbeddedStore::open_dir(dir.path(), FsyncPolicy::Group).expect("store"),
+            );
+            let mut tasks = Vec::new();
+            for (index, id) in ids.iter().enumerate() {
+                let store = std::sync::Arc::clone(&store);
+                let id = id.clone();
+                tasks.push(tokio::spawn(async move {
+                    let (mut handle, _) = open(&store, &id).await;
+                    // The first append creates the log (fully synced); the others are written
+                    // and then made durable by a shared group round.
+                    for batch in [
+                        records(1..=1),
+                        records(2..=4),
+                        records(5..=5),
+                        records(6..=9),
+                    ] {
+                        handle.append(&shared(batch)).await.expect("append");
+                    }
+                    if index % 10 == 0 {
+                        handle.compact(&snapshot(7)).await.expect("compact");
+                        handle
+                            .append(&shared(records(10..=10)))
+                            .await
+                            .expect("append");
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.expect("task");
+            }
+        }
+        for (index, id) in ids.iter().enumerate() {
+            let stored = reload(dir.path(), id).await.expect("load");
+            if index % 10 == 0 {
+                assert_eq!(stored.snapshot, Some(snapshot(7)), "{id}");
+                assert_eq!(stored.log, records(8..=10), "{id}");
+            } else {
+                assert_eq!(
+                    stored,
+                    StoredDocument {
+                        snapshot: None,
+                        log: records(1..=9)
+                    },
+                    "{id}"
+                );
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 

@@ -171,9 +171,11 @@ struct Cli {
 
     // ---- Store ----
     /// When the store forces writes to disk: "always" = fsync each batch before acknowledging it
-    /// (survives power loss); "never" = leave flushing to the OS (survives kill -9 of the process,
-    /// not power loss).
-    #[arg(long, env = "CHORUS_FSYNC", value_name = "always|never", help_heading = "Store",
+    /// (survives power loss); "group" = the same guarantee, with one syncfs of the data dir's file
+    /// system for the batches of all documents at once (far cheaper with many active documents;
+    /// give the data dir its own file system); "never" = leave flushing to the OS (survives kill
+    /// -9 of the process, not power loss).
+    #[arg(long, env = "CHORUS_FSYNC", value_name = "always|group|never", help_heading = "Store",
           default_value_t = FsyncPolicy::default().to_string())]
     fsync: String,
 

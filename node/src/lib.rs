@@ -64,6 +64,7 @@ impl Node {
         } else {
             let fsync = match config.store.fsync {
                 chorus_config::FsyncPolicy::Always => FsyncPolicy::Always,
+                chorus_config::FsyncPolicy::Group => FsyncPolicy::Group,
                 chorus_config::FsyncPolicy::Never => FsyncPolicy::Never,
             };
             let embedded = EmbeddedStore::open_dir(&config.data_dir, fsync).with_context(|| {

@@ -99,6 +99,12 @@ async fn acknowledged_ops_survive_kill_9_during_frequent_compactions() {
     crash_and_recover(&["--compact-every-ops", "3"]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_ops_survive_kill_9_with_group_commit() {
+    // Appends written first and made durable by the node-wide syncfs round.
+    crash_and_recover(&["--fsync", "group", "--compact-every-ops", "50"]).await;
+}
+
 /// Burst, kill -9, restart, check, resubmit, check.
 async fn crash_and_recover(args: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -26,10 +26,17 @@
 //! A handle whose write failed half way (or whose write future was dropped) refuses further
 //! writes: the caller reopens the document, and load's recovery decides what is on disk.
 //!
+//! With [`FsyncPolicy::Group`] an append to an existing log is written without a sync and made
+//! durable by the node-wide group commit (`group_sync`): one `syncfs` per round for every
+//! document that appended meanwhile. Everything else (new logs, snapshots, compactions,
+//! directories) is synced as with `Always`. Since an append's write is durable before the next
+//! append starts, recovery reasons about torn tails exactly as with `Always`.
+//!
 //! With [`FsyncPolicy::Never`] nothing is synced: `kill -9` loses nothing (the kernel still has
 //! every write), but power loss may lose recent ops or leave a document that does not load.
 
 pub(super) mod codec;
+mod group_sync;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -50,8 +57,20 @@ pub enum FsyncPolicy {
     /// `fdatasync` every append and every replaced file (and `fsync` their directories): an
     /// acknowledged op survives power loss.
     Always,
+    /// As `Always`, but appends of all documents are made durable together, by one `syncfs` of
+    /// the data dir's file system per round (Linux; elsewhere the same as `Always`). Far cheaper
+    /// under many active documents; meant for a data dir on a file system of its own, since
+    /// `syncfs` also flushes whatever else is dirty there.
+    Group,
     /// Never sync: an acknowledged op survives a process crash but not power loss (tests, demos).
     Never,
+}
+
+impl FsyncPolicy {
+    /// Whether files and directories are synced (everything but `Never`).
+    fn syncs(self) -> bool {
+        self != FsyncPolicy::Never
+    }
 }
 
 /// Directory under the data dir that holds one directory per document.
@@ -80,6 +99,8 @@ type DocLock = Arc<OwnedMutexGuard<()>>;
 pub struct EmbeddedStore {
     docs_dir: PathBuf,
     fsync: FsyncPolicy,
+    /// The group commit thread, with [`FsyncPolicy::Group`].
+    group: Option<Arc<group_sync::GroupSync>>,
     /// One mutex per document with a live handle (pruned when unused).
     doc_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -89,12 +110,22 @@ impl EmbeddedStore {
     pub fn open_dir(data_dir: &Path, fsync: FsyncPolicy) -> Result<EmbeddedStore, StoreError> {
         let docs_dir = data_dir.join(DOCS_DIR);
         fs::create_dir_all(&docs_dir)?;
-        if fsync == FsyncPolicy::Always {
+        if fsync.syncs() {
             sync_dir(data_dir)?;
         }
+        let fsync = if cfg!(target_os = "linux") || fsync != FsyncPolicy::Group {
+            fsync
+        } else {
+            FsyncPolicy::Always
+        };
+        let group = match fsync {
+            FsyncPolicy::Group => Some(Arc::new(group_sync::GroupSync::start(&docs_dir)?)),
+            _ => None,
+        };
         Ok(EmbeddedStore {
             docs_dir,
             fsync,
+            group,
             doc_locks: Mutex::new(HashMap::new()),
         })
     }
@@ -151,6 +182,7 @@ impl Store for EmbeddedStore {
             doc: doc.clone(),
             paths,
             fsync,
+            group: self.group.clone(),
             log: loaded.log,
             snapshot_rev: loaded.snapshot_rev,
             kept_offsets: loaded.kept_offsets,
@@ -203,6 +235,8 @@ struct EmbeddedDocument {
     doc: DocId,
     paths: Arc<DocPaths>,
     fsync: FsyncPolicy,
+    /// The node's group commit, with [`FsyncPolicy::Group`].
+    group: Option<Arc<group_sync::GroupSync>>,
     log: LogState,
     /// Revision of the snapshot on disk (0 without one).
     snapshot_rev: u64,
@@ -258,7 +292,17 @@ impl DocumentStore for EmbeddedDocument {
                 .map_err(|detail| invalid_input(format!("document {}: {detail}", self.doc)))?;
         }
         let state = self.take_log()?;
-        let fsync = self.fsync;
+        // With group commit an append to an open log is only written here and synced below; a
+        // new log is created fully synced, as with `Always`.
+        let group = match (&self.group, &state) {
+            (Some(group), LogState::Open(_)) => Some(Arc::clone(group)),
+            _ => None,
+        };
+        let fsync = if group.is_some() {
+            FsyncPolicy::Never
+        } else {
+            self.fsync
+        };
         let paths = Arc::clone(&self.paths);
         let doc = self.doc.clone();
         let lock = Arc::clone(&self.lock);
@@ -270,6 +314,14 @@ impl DocumentStore for EmbeddedDocument {
             }
         })
         .await?;
+        if let (Some(group), Ok(_)) = (group, &result) {
+            // Until the sync answers, the records are on file but not durable: a dropped future
+            // must leave the handle refusing writes (load sorts out what is on disk).
+            if let Err(error) = group.sync().await {
+                self.log = LogState::Broken(format!("a group sync failed: {error}"));
+                return Err(error.into());
+            }
+        }
         self.log = state;
         let start = result?;
         self.kept_offsets
@@ -351,7 +403,7 @@ fn load(paths: &DocPaths, doc: &DocId, fsync: FsyncPolicy) -> Result<Loaded, Sto
     let snapshot = read_snapshot(&paths.file(SNAPSHOT_FILE), doc)?;
     let snapshot_rev = snapshot.as_ref().map_or(0, |snapshot| snapshot.rev);
     let (log, records, kept_offsets) = read_log(&paths.file(LOG_FILE), doc, snapshot_rev, fsync)?;
-    if fsync == FsyncPolicy::Always {
+    if fsync.syncs() {
         sync_dir(&paths.dir)?;
         sync_dir(&paths.docs_dir)?;
     }
@@ -462,7 +514,7 @@ fn read_log(
         );
         file.set_len(scan.valid_len)?;
     }
-    if fsync == FsyncPolicy::Always {
+    if fsync.syncs() {
         file.sync_data()?;
     }
     Ok((
@@ -482,9 +534,12 @@ fn append_to_log(
     fsync: FsyncPolicy,
 ) -> (LogState, io::Result<u64>) {
     let start = log.len;
-    let written = log.file.write_all(bytes).and_then(|()| match fsync {
-        FsyncPolicy::Always => log.file.sync_data(),
-        FsyncPolicy::Never => Ok(()),
+    let written = log.file.write_all(bytes).and_then(|()| {
+        if fsync.syncs() {
+            log.file.sync_data()
+        } else {
+            Ok(())
+        }
     });
     match written {
         Ok(()) => {
@@ -648,9 +703,12 @@ fn write_tmp(path: &Path, bytes: &[u8], fsync: FsyncPolicy) -> io::Result<File> 
         .append(true)
         .create_new(true)
         .open(path)?;
-    let written = file.write_all(bytes).and_then(|()| match fsync {
-        FsyncPolicy::Always => file.sync_data(),
-        FsyncPolicy::Never => Ok(()),
+    let written = file.write_all(bytes).and_then(|()| {
+        if fsync.syncs() {
+            file.sync_data()
+        } else {
+            Ok(())
+        }
     });
     if let Err(error) = written {
         drop(file);
@@ -673,9 +731,10 @@ fn sync_dirs(paths: &DocPaths, fsync: FsyncPolicy) -> io::Result<()> {
 }
 
 fn sync_dir_if(dir: &Path, fsync: FsyncPolicy) -> io::Result<()> {
-    match fsync {
-        FsyncPolicy::Always => sync_dir(dir),
-        FsyncPolicy::Never => Ok(()),
+    if fsync.syncs() {
+        sync_dir(dir)
+    } else {
+        Ok(())
     }
 }
 
