@@ -129,6 +129,10 @@ impl SessionSlot {
         let Some(msg) = self.mailbox.pop_front() else {
             return;
         };
+        if self.mailbox.is_empty() {
+            // Usually a handful of messages at most: give the capacity back while idle.
+            self.mailbox = VecDeque::new();
+        }
         if let Some(mut session) = self.idle.take() {
             self.busy = Some(Box::pin(async move {
                 session.handle(msg).await;
