@@ -564,4 +564,92 @@ mod tests {
         assert!((0..3).all(|_| b.try_take(later)));
         assert!(!b.try_take(later));
     }
+
+    /// A directory whose opens succeed with a remote route, recording opens and closes.
+    #[derive(Debug, Default)]
+    struct Recording {
+        log: Mutex<Vec<String>>,
+    }
+
+    #[derive(Debug)]
+    struct Nowhere;
+
+    impl crate::routing::RemoteDoc for Nowhere {
+        fn submit(&self, _: ConnId, _: u64, _: u64, _: crate::ot::RawOp) -> bool {
+            true
+        }
+        fn cursor(&self, _: ConnId, _: u64, _: Vec<(u64, u64)>) -> bool {
+            true
+        }
+        fn node(&self) -> &str {
+            "elsewhere"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Directory for Recording {
+        async fn open(
+            &self,
+            doc: DocId,
+            _subscription: Subscription,
+            _since: Option<u64>,
+        ) -> Result<DocRoute, crate::document::supervisor::OpenRefused> {
+            self.log.lock().unwrap().push(format!("open {doc}"));
+            Ok(DocRoute::Remote(Arc::new(Nowhere)))
+        }
+        fn close(&self, doc: DocId, _conn: ConnId) {
+            self.log.lock().unwrap().push(format!("close {doc}"));
+        }
+        fn connection_gone(&self, _conn: ConnId) {}
+    }
+
+    #[tokio::test]
+    async fn in_task_session_reopens_a_lost_document_and_closes_all_when_dropped() {
+        let directory = Arc::new(Recording::default());
+        let (outbound, mut queue) = crate::outbound::Outbound::channel(16);
+        let mut session = Session::new(SessionArgs {
+            conn: 7,
+            outbound,
+            node_name: Arc::from("node-1"),
+            directory: directory.clone(),
+            limits: SessionLimits {
+                op_rate_per_s: 10.0,
+                op_burst: 10,
+                max_open_documents: 4,
+            },
+            access: Access::ReadWrite,
+        });
+        let hello = ClientMsg::Hello {
+            client: None,
+            name: None,
+            color: None,
+        };
+        assert!(session.handle(SessionMsg::Client(hello)).await);
+        let open = ClientMsg::Open {
+            doc: "notes".into(),
+            rev: None,
+        };
+        assert!(session.handle(SessionMsg::Client(open)).await);
+        // The document supervisor reports the document lost: the session opens it again.
+        let events = session.events();
+        let doc = DocId::parse("notes").unwrap();
+        crate::routing::SubscriberEvents::lost(&*events, &doc, "moved");
+        let pending = events.take();
+        assert_eq!(pending.len(), 1);
+        for msg in pending {
+            assert!(session.handle(msg).await);
+        }
+        assert!(events.take().is_empty());
+        match queue.rx.try_recv() {
+            Ok(crate::outbound::Outgoing::Frame(frame)) => {
+                assert!(String::from_utf8_lossy(&frame).contains("welcome"))
+            }
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        drop(session);
+        assert_eq!(
+            *directory.log.lock().unwrap(),
+            ["open notes", "open notes", "close notes"]
+        );
+    }
 }
