@@ -710,14 +710,22 @@ impl<S: Clone> DocumentCore<S> {
                 debug_assert!(false, "an accepted op must apply: {e}");
                 tracing::error!(doc = %self.doc, rev, error = %e, "accepted op did not apply");
             }
-            for sub in self.subscribers.values_mut() {
+            let record = &entry.record;
+            // One pass over the subscribers: move their cursors over the op and find the
+            // author's connections.
+            let mut own_count = 0;
+            let mut first_own = None;
+            for (conn, sub) in self.subscribers.iter_mut() {
                 if let Some(ranges) = sub.ranges.as_mut() {
                     for range in ranges.iter_mut() {
-                        *range = transform_range(*range, &entry.record.op);
+                        *range = transform_range(*range, &record.op);
                     }
                 }
+                if sub.client == record.client {
+                    own_count += 1;
+                    first_own.get_or_insert(*conn);
+                }
             }
-            let record = &entry.record;
             let seen = Seen {
                 seq: record.seq,
                 rev,
@@ -733,14 +741,6 @@ impl<S: Clone> DocumentCore<S> {
             // every connection it has the document open on: after a reconnect the client may not
             // have resubmitted from the new one yet, and the old one may not be closed yet. Sent
             // its own op instead, a client would apply it a second time.
-            let mut own_count = 0;
-            let mut first_own = None;
-            for (conn, sub) in &self.subscribers {
-                if sub.client == record.client {
-                    own_count += 1;
-                    first_own.get_or_insert(*conn);
-                }
-            }
             if own_count > 0 {
                 let frame = encode_ack_after(&self.ack_prefix, record.seq, rev);
                 // The last connection gets the frame itself: a lone ack is never shared.
