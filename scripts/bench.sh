@@ -8,6 +8,7 @@
 #   RUNS=3                runs of each load scenario (the table shows medians)
 #   DURATION_S=15         measured seconds per load run (WARMUP_S before it; big scenarios get more)
 #   SCENARIOS="..."       subset of: small medium large huge idle docsize replay micro
+#   NODE_ARGS="..."       extra flags for every node, e.g. "--fsync group --worker-threads 1"
 #   CARGO_TARGET_DIR      as usual
 # Needs: a Rust toolchain, python3 (for the tables). Every step has a deadline.
 set -euo pipefail
@@ -55,7 +56,8 @@ start_node() {
   node_dir="$(mktemp -d)"
   port="$(free_port)"
   "$chorus" --listen "127.0.0.1:$port" --data-dir "$node_dir/data" --log warn \
-    --max-connections 20000 --op-rate-per-s 20000 --op-burst 40000 "${node_args[@]}" >"$node_dir/node.log" 2>&1 &
+    --max-connections 20000 --op-rate-per-s 20000 --op-burst 40000 "${node_args[@]}" ${NODE_ARGS:-} \
+    >"$node_dir/node.log" 2>&1 &
   node_pid=$!
   for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
