@@ -271,13 +271,13 @@ impl Actor for DocumentSupervisor {
                 let error = error.to_string();
                 state.restart(&myself, &cell, &error).await;
             }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if state.by_actor.contains_key(&cell.get_id()) {
-                    // Stopped on its own (not by the idle or release paths, which unmap first):
-                    // treat as a failure.
-                    let why = reason.unwrap_or_else(|| "stopped".to_owned());
-                    state.restart(&myself, &cell, &why).await;
-                }
+            // Stopped on its own (not by the idle or release paths, which unmap first): treat
+            // as a failure.
+            SupervisionEvent::ActorTerminated(cell, _, reason)
+                if state.by_actor.contains_key(&cell.get_id()) =>
+            {
+                let why = reason.unwrap_or_else(|| "stopped".to_owned());
+                state.restart(&myself, &cell, &why).await;
             }
             _ => {}
         }
