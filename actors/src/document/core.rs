@@ -78,9 +78,40 @@ pub enum Output<S> {
 pub enum StoreJob {
     /// Append these records (consecutive revisions) durably. They are shared with the core's
     /// history (which transforms later ops over them), not copied.
-    Append(Vec<Arc<LogRecord>>),
+    Append(RecordBatch),
     /// Replace the stored state up to `snapshot.rev` by this snapshot.
     Compact(Snapshot),
+}
+
+/// The records of one append: a slice of shared records, without a `Vec` allocation for the
+/// common batch of one op.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordBatch(Batch);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Batch {
+    One(Arc<LogRecord>),
+    Many(Vec<Arc<LogRecord>>),
+}
+
+impl std::ops::Deref for RecordBatch {
+    type Target = [Arc<LogRecord>];
+
+    fn deref(&self) -> &[Arc<LogRecord>] {
+        match &self.0 {
+            Batch::One(record) => std::slice::from_ref(record),
+            Batch::Many(records) => records,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a RecordBatch {
+    type Item = &'a Arc<LogRecord>;
+    type IntoIter = std::slice::Iter<'a, Arc<LogRecord>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 /// The store failed to make ops durable: the driver must stop this document (its accepted but
@@ -654,12 +685,18 @@ impl<S: Clone> DocumentCore<S> {
         }
         let count = pending.min(self.settings.max_batch_ops.max(1));
         let up_to = self.durable_rev + count as u64;
-        let records = (self.durable_rev + 1..=up_to)
-            .filter_map(|rev| self.entry(rev).map(|e| Arc::clone(&e.record)))
-            .collect::<Vec<_>>();
-        debug_assert_eq!(records.len(), count);
+        let records = if count == 1 {
+            let record = self.entry(up_to).map(|e| Arc::clone(&e.record))?;
+            Batch::One(record)
+        } else {
+            let records = (self.durable_rev + 1..=up_to)
+                .filter_map(|rev| self.entry(rev).map(|e| Arc::clone(&e.record)))
+                .collect::<Vec<_>>();
+            debug_assert_eq!(records.len(), count);
+            Batch::Many(records)
+        };
         self.job = Some(Job::Append { up_to });
-        Some(StoreJob::Append(records))
+        Some(StoreJob::Append(RecordBatch(records)))
     }
 
     /// The store finished the job [`poll_store_job`](Self::poll_store_job) gave. On a successful
