@@ -1,5 +1,5 @@
-//! Chorus core: the pure OT engine, the document state machine and its actor, the session actor,
-//! and the stores behind one trait.
+//! Chorus core: the pure OT engine, the document state machine and its actor, the
+//! per-connection session, and the stores behind one trait.
 //!
 //! # Layout
 //! - [`ids`]: validated document and client ids.
@@ -7,7 +7,8 @@
 //! - [`protocol`]: wire protocol v1 messages and their one encoder/decoder.
 //! - [`document`]: the document state machine (sans-IO), its actor, and the supervisor that is
 //!   also the registry of open documents.
-//! - [`session`]: the per-connection session actor; [`session_supervisor`] its parent.
+//! - [`session`]: the per-connection session (run by its connection's task);
+//!   [`session_supervisor`] accounts for sessions and their failures.
 //! - [`outbound`]: the bounded per-connection send queue.
 //! - [`routing`]: how sessions reach documents (local supervisor or cluster router).
 //! - [`store`]: the `Store` trait and the embedded on-disk store.

@@ -14,7 +14,6 @@ use crate::document::supervisor::{OpenRefused, Subscription, SupervisorMsg};
 use crate::document::ConnId;
 use crate::ids::DocId;
 use crate::ot::RawOp;
-use crate::session::SessionMsg;
 
 /// How long an open may take before the session reports `unavailable`.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,22 +84,6 @@ pub trait SubscriberEvents: Send + Sync + fmt::Debug {
     /// The document is no longer served here (failed for good, moved to another node, or this
     /// node stopped serving it); the subscriber should open it again through its directory.
     fn lost(&self, doc: &DocId, reason: &str);
-}
-
-impl SubscriberEvents for ActorRef<SessionMsg> {
-    fn restarted(&self, doc: &DocId, actor: &ActorRef<DocumentMsg>) {
-        let _ = self.cast(SessionMsg::DocumentRestarted {
-            doc: doc.clone(),
-            route: DocRoute::Local(actor.clone()),
-        });
-    }
-
-    fn lost(&self, doc: &DocId, reason: &str) {
-        let _ = self.cast(SessionMsg::DocumentLost {
-            doc: doc.clone(),
-            reason: reason.to_owned(),
-        });
-    }
 }
 
 /// The single-node directory: every document is local, opened through the document supervisor.

@@ -4,16 +4,16 @@
 //! Document actors write acks, broadcasts and presence directly to the connection's queue, so
 //! their order per document is the order the document applied them.
 //!
-//! Two shells run the same handling: [`Session`], driven by its connection's own task (what the
-//! web front uses: no actor, task or mailbox of its own, so an idle connection costs a few hundred
-//! bytes here instead of ≈ 10 KB), and [`SessionActor`], a ractor actor under the
-//! `SessionSupervisor`.
+//! A [`Session`] is driven by its connection's own task rather than being a ractor actor of its
+//! own (no task or mailboxes of its own: an idle connection costs a few hundred bytes here instead
+//! of ≈ 12 KB; docs/DESIGN.md). It keeps an actor's discipline: one message at a time, in order,
+//! and its failures are supervised by the `SessionSupervisor`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorRef;
 use tokio::sync::Notify;
 
 use crate::document::actor::DocumentMsg;
@@ -47,7 +47,7 @@ pub struct SessionLimits {
     pub max_open_documents: usize,
 }
 
-/// Messages of a session actor.
+/// Messages a session handles, in order.
 #[derive(Debug)]
 pub enum SessionMsg {
     /// A decoded message from the client.
@@ -74,8 +74,6 @@ pub enum SessionMsg {
     /// The socket is gone (or the node is shutting down): close every document and stop.
     Disconnected,
 }
-
-impl ractor::Message for SessionMsg {}
 
 /// Everything a session needs to start.
 pub struct SessionArgs {
@@ -133,9 +131,6 @@ impl TokenBucket {
     }
 }
 
-/// The session actor.
-pub struct SessionActor;
-
 /// A session's state.
 pub struct SessionState {
     args: SessionArgs,
@@ -179,42 +174,7 @@ impl SessionState {
     }
 }
 
-impl Actor for SessionActor {
-    type Msg = SessionMsg;
-    type State = SessionState;
-    type Arguments = SessionArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: SessionArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SessionState::new(args, Arc::new(myself)))
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.close_all();
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Handled::Stop = handle(msg, state).await {
-            myself.stop(None);
-        }
-        Ok(())
-    }
-}
-
-/// What the shell does after a message.
+/// What the connection does after a message.
 enum Handled {
     /// Keep going.
     Continue,
@@ -222,7 +182,7 @@ enum Handled {
     Stop,
 }
 
-/// Handles one message: the behaviour shared by both shells.
+/// Handles one message.
 async fn handle(msg: SessionMsg, state: &mut SessionState) -> Handled {
     if state.identity.is_none() {
         return handle_before_hello(msg, state);
@@ -510,9 +470,11 @@ pub struct SessionEvents {
 
 impl SessionEvents {
     fn push(&self, msg: SessionMsg) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.push(msg);
-        }
+        // A panic elsewhere cannot leave the list half-updated; never drop an event for it.
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(msg);
         self.arrived.notify_one();
     }
 
@@ -523,10 +485,7 @@ impl SessionEvents {
 
     /// The events that arrived, oldest first.
     pub fn take(&self) -> Vec<SessionMsg> {
-        match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
-            Err(_) => Vec::new(),
-        }
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

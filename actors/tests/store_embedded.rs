@@ -5,66 +5,16 @@ use std::task::Poll;
 use std::time::Duration;
 
 use chorus_actors::ids::{ClientId, DocId};
-use chorus_actors::ot::{Component, Op};
+use chorus_actors::ot::Op;
 use chorus_actors::store::embedded::{EmbeddedStore, FsyncPolicy};
-use chorus_actors::store::{
-    ClientSeq, DocumentStore, LogRecord, Snapshot, Store, StoreError, StoredDocument,
-};
+use chorus_actors::store::{DocumentStore, LogRecord, Snapshot, Store, StoreError, StoredDocument};
 use proptest::prelude::*;
 
-fn doc(id: &str) -> DocId {
-    DocId::parse(id).expect("valid doc id")
-}
+mod store_support;
+use store_support::{doc, record, records, shared, snapshot};
 
 fn store(dir: &Path) -> EmbeddedStore {
     EmbeddedStore::open_dir(dir, FsyncPolicy::Always).expect("open store")
-}
-
-/// The text record `rev` inserts at the end of the document.
-fn piece(rev: u64) -> String {
-    format!("<{rev}é>")
-}
-
-/// The document text after `rev` records.
-fn text_at(rev: u64) -> String {
-    (1..=rev).map(piece).collect()
-}
-
-/// Record `rev`: appends `piece(rev)` to the text at `rev - 1`.
-fn record(rev: u64) -> LogRecord {
-    let base_len = text_at(rev - 1).chars().count();
-    let mut components = Vec::new();
-    if base_len > 0 {
-        components.push(Component::Retain(base_len));
-    }
-    components.push(Component::Insert(piece(rev)));
-    LogRecord {
-        rev,
-        client: ClientId::from_stored("0123456789abcdef0123456789abcdef"),
-        seq: rev + 100,
-        op: Op::from_components(components, base_len).expect("valid op"),
-    }
-}
-
-fn records(revs: std::ops::RangeInclusive<u64>) -> Vec<LogRecord> {
-    revs.map(record).collect()
-}
-
-/// Records as the store takes them (shared with the document core's history).
-fn shared(records: Vec<LogRecord>) -> Vec<std::sync::Arc<LogRecord>> {
-    records.into_iter().map(std::sync::Arc::new).collect()
-}
-
-fn snapshot(rev: u64) -> Snapshot {
-    Snapshot {
-        rev,
-        text: text_at(rev),
-        clients: vec![ClientSeq {
-            client: ClientId::from_stored("0123456789abcdef0123456789abcdef"),
-            seq: rev + 100,
-            rev,
-        }],
-    }
 }
 
 async fn open(store: &EmbeddedStore, id: &DocId) -> (Box<dyn DocumentStore>, StoredDocument) {

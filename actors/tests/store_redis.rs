@@ -7,14 +7,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use chorus_actors::ids::{ClientId, DocId};
-use chorus_actors::ot::{Component, Op};
+use chorus_actors::ids::DocId;
 use chorus_actors::store::redis::{
     Owner, RedisSettings, RedisStore, SentinelSettings, MAX_RECORDS_PER_CALL,
 };
-use chorus_actors::store::{
-    ClientSeq, DocumentStore, LogRecord, Snapshot, Store, StoreError, StoredDocument,
-};
+use chorus_actors::store::{DocumentStore, Store, StoreError, StoredDocument};
+
+mod store_support;
+use store_support::{doc, record, records, shared, snapshot};
 
 /// Where the tests find Redis (the Debian/Ubuntu package's path).
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -212,57 +212,6 @@ async fn set_dead(store: &RedisStore) {
         .query("delete liveness", &del)
         .await
         .expect("delete liveness key");
-}
-
-fn doc(id: &str) -> DocId {
-    DocId::parse(id).expect("valid doc id")
-}
-
-/// The text record `rev` inserts at the end of the document.
-fn piece(rev: u64) -> String {
-    format!("<{rev}é>")
-}
-
-/// The document text after `rev` records.
-fn text_at(rev: u64) -> String {
-    (1..=rev).map(piece).collect()
-}
-
-/// Record `rev`: appends `piece(rev)` to the text at `rev - 1`.
-fn record(rev: u64) -> LogRecord {
-    let base_len: usize = (1..rev).map(|r| piece(r).chars().count()).sum();
-    let mut components = Vec::new();
-    if base_len > 0 {
-        components.push(Component::Retain(base_len));
-    }
-    components.push(Component::Insert(piece(rev)));
-    LogRecord {
-        rev,
-        client: ClientId::from_stored("0123456789abcdef0123456789abcdef"),
-        seq: rev + 100,
-        op: Op::from_components(components, base_len).expect("valid op"),
-    }
-}
-
-fn records(revs: std::ops::RangeInclusive<u64>) -> Vec<LogRecord> {
-    revs.map(record).collect()
-}
-
-/// Records as the store takes them (shared with the document core's history).
-fn shared(records: Vec<LogRecord>) -> Vec<std::sync::Arc<LogRecord>> {
-    records.into_iter().map(std::sync::Arc::new).collect()
-}
-
-fn snapshot(rev: u64) -> Snapshot {
-    Snapshot {
-        rev,
-        text: text_at(rev),
-        clients: vec![ClientSeq {
-            client: ClientId::from_stored("0123456789abcdef0123456789abcdef"),
-            seq: rev + 100,
-            rev,
-        }],
-    }
 }
 
 async fn open(store: &RedisStore, id: &DocId) -> (Box<dyn DocumentStore>, StoredDocument) {

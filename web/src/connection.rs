@@ -118,6 +118,10 @@ impl SessionSlot {
         if self.failed {
             return;
         }
+        if self.busy.is_none() && self.mailbox.is_empty() {
+            // The common case, every op: straight to the session, no queueing.
+            return self.start(msg);
+        }
         self.mailbox.push_back(msg);
         self.start_next();
     }
@@ -133,6 +137,11 @@ impl SessionSlot {
             // Usually a handful of messages at most: give the capacity back while idle.
             self.mailbox = VecDeque::new();
         }
+        self.start(msg);
+    }
+
+    /// Starts handling `msg` (the session must be idle).
+    fn start(&mut self, msg: SessionMsg) {
         if let Some(mut session) = self.idle.take() {
             self.busy = Some(Box::pin(async move {
                 session.handle(msg).await;
@@ -169,7 +178,7 @@ impl SessionSlot {
         }
     }
 
-    /// A failed session: as its supervisor did for a failed session actor, the connection is
+    /// A failed session: as a supervisor would for a failed actor, the connection is
     /// told to close with 1011 and the documents to forget it.
     fn fail(&self, error: String, outbound: &Outbound, ctx: &WebContext) {
         outbound.close(CLOSE_INTERNAL, "session failed; reconnect");

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`server`]: the accept loop, routing, connection limit, and the shutdown phases.
-//! - [`connection`]: one WebSocket: frames in → session actor; queue → frames out; pings.
+//! - [`connection`]: one WebSocket: frames in → session; queue → frames out; pings.
 //! - [`auth`]: bearer tokens from the header or `?token=`.
 //! - [`assets`]: the browser editor's pages and assets, embedded at build time (`build.rs`).
 

@@ -112,7 +112,12 @@ mod tests {
             }));
         }
         for task in tasks {
-            task.await.expect("task").expect("synced");
+            // A round that never answers would hang the append: fail instead.
+            tokio::time::timeout(std::time::Duration::from_secs(30), task)
+                .await
+                .expect("answered within 30 s")
+                .expect("task")
+                .expect("synced");
         }
     }
 }
