@@ -24,7 +24,7 @@ fn typing(base_len: usize, at: usize, text: &str) -> Op {
     if at > 0 {
         components.push(Component::Retain(at));
     }
-    components.push(Component::Insert(text.to_owned()));
+    components.push(Component::Insert(text.into()));
     Op::from_components(components, base_len).expect("benchmark op is valid")
 }
 
@@ -81,7 +81,7 @@ fn transform(c: &mut Criterion) {
         vec![
             Component::Retain(10_000),
             Component::Delete(200),
-            Component::Insert("let replaced = 😀;\n".repeat(10)),
+            Component::Insert("let replaced = 😀;\n".repeat(10).into()),
         ],
         len,
     )

@@ -106,14 +106,35 @@ impl fmt::Debug for DocId {
 pub const CLIENT_ID_HEX_LEN: usize = 32;
 
 /// A client id: 128 random bits written as 32 lowercase hex characters, issued by the server.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(Arc<str>);
+///
+/// Carries a hash of its text, keyed by a per-process random seed and computed once: documents
+/// look a client up in their exactly-once tables on every op, and `Hash` then feeds that one
+/// word to the table's own (also randomly seeded) hasher instead of 32 bytes. Without the seed
+/// nobody outside can choose ids that collide.
+#[derive(Clone)]
+pub struct ClientId {
+    text: Arc<str>,
+    hash: u64,
+}
+
+/// The per-process key of [`ClientId`]'s cached hash.
+fn client_id_hasher() -> &'static foldhash::quality::RandomState {
+    static STATE: std::sync::OnceLock<foldhash::quality::RandomState> =
+        std::sync::OnceLock::new();
+    STATE.get_or_init(foldhash::quality::RandomState::default)
+}
 
 impl ClientId {
+    fn new(text: Arc<str>) -> ClientId {
+        use std::hash::BuildHasher;
+        let hash = client_id_hasher().hash_one(&*text);
+        ClientId { text, hash }
+    }
+
     /// A fresh, unguessable id from the operating system's CSPRNG (via `rand`'s thread RNG).
     pub fn generate() -> ClientId {
         let bits: [u8; 16] = rand::random();
-        ClientId(Arc::from(hex::encode(bits)))
+        ClientId::new(Arc::from(hex::encode(bits)))
     }
 
     /// Accepts an id a client sends back to resume; `None` if it cannot be one we issued.
@@ -122,29 +143,59 @@ impl ClientId {
             && id
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        ok.then(|| ClientId(Arc::from(id)))
+        ok.then(|| ClientId::new(Arc::from(id)))
     }
 
     /// Builds an id from stored or test data without the hex-format check.
     pub fn from_stored(id: &str) -> ClientId {
-        ClientId(Arc::from(id))
+        ClientId::new(Arc::from(id))
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+}
+
+/// Compares the shared allocation first: a document compares the same client's id (cloned from
+/// its session) several times per op.
+impl PartialEq for ClientId {
+    fn eq(&self, other: &ClientId) -> bool {
+        Arc::ptr_eq(&self.text, &other.text)
+            || (self.hash == other.hash && self.text == other.text)
+    }
+}
+
+impl Eq for ClientId {}
+
+impl std::hash::Hash for ClientId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for ClientId {
+    fn partial_cmp(&self, other: &ClientId) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By text, like the ids themselves (snapshots list clients in this order).
+impl Ord for ClientId {
+    fn cmp(&self, other: &ClientId) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
     }
 }
 
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl fmt::Debug for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClientId({})", &*self.0)
+        write!(f, "ClientId({})", &*self.text)
     }
 }
 
@@ -190,5 +241,17 @@ mod tests {
         assert!(ClientId::parse(id.as_str()).is_some());
         assert!(ClientId::parse("nothex").is_none());
         assert_ne!(ClientId::generate(), ClientId::generate());
+        // Equal by content as well as by allocation.
+        assert_eq!(ClientId::from_stored(id.as_str()), id);
+        assert_eq!(id.clone(), id);
+        let state = std::collections::hash_map::RandomState::new();
+        use std::hash::BuildHasher;
+        assert_eq!(
+            state.hash_one(ClientId::from_stored(id.as_str())),
+            state.hash_one(&id),
+            "equal ids hash alike"
+        );
+        let (a, b) = (ClientId::from_stored("a"), ClientId::from_stored("b"));
+        assert!(a < b && a != b);
     }
 }

@@ -69,7 +69,7 @@ impl Rng {
                 _ => {
                     let text = self.text(4);
                     if !text.is_empty() {
-                        components.push(Component::Insert(text));
+                        components.push(Component::Insert(text.into()));
                     }
                 }
             }
@@ -102,7 +102,7 @@ fn from_oracle(sequence: &OperationSeq) -> Op {
         .map(|operation| match operation {
             Operation::Retain(n) => Component::Retain(*n as usize),
             Operation::Delete(n) => Component::Delete(*n as usize),
-            Operation::Insert(text) => Component::Insert(text.clone()),
+            Operation::Insert(text) => Component::Insert(text.as_str().into()),
         })
         .collect();
     if components.is_empty() {
@@ -240,7 +240,7 @@ fn tie_rule_matches_the_oracle() {
             if at > 0 {
                 components.push(Component::Retain(at));
             }
-            components.push(Component::Insert(text));
+            components.push(Component::Insert(text.into()));
             components
         };
         let first = Op::from_components(prefix("X".to_owned()), doc.chars().count()).unwrap();

@@ -98,7 +98,7 @@ fn fit(steps: &[Step], base_len: usize) -> Vec<Component> {
                     _ => Component::Delete(n),
                 });
             }
-            Step::Insert(text) => components.push(Component::Insert(text.clone())),
+            Step::Insert(text) => components.push(Component::Insert(text.as_str().into())),
         }
     }
     components
@@ -130,7 +130,7 @@ fn invalid_component() -> impl Strategy<Value = (RawComponent, OpError)> {
     prop_oneof![
         Just((RawComponent::Retain(0), OpError::ZeroLength)),
         Just((RawComponent::Delete(0), OpError::ZeroLength)),
-        Just((RawComponent::Insert(String::new()), OpError::ZeroLength)),
+        Just((RawComponent::Insert(Default::default()), OpError::ZeroLength)),
         Just((
             RawComponent::Invalid(OpError::NotAnInteger),
             OpError::NotAnInteger
@@ -200,7 +200,7 @@ proptest! {
             if at > 0 {
                 components.push(Component::Retain(at));
             }
-            components.push(Component::Insert(text.to_owned()));
+            components.push(Component::Insert(text.into()));
             if delete > 0 {
                 components.push(Component::Delete(delete));
             }
@@ -304,7 +304,7 @@ proptest! {
             .collect();
         let index = index.min(raw.len());
         raw.insert(index, invalid);
-        prop_assert_eq!(Op::from_raw(RawOp(raw), doc_len), Err(expected));
+        prop_assert_eq!(Op::from_raw(RawOp::from(raw), doc_len), Err(expected));
     }
 
     /// from_raw refuses any op that reaches past the end of its base document.
@@ -334,7 +334,7 @@ proptest! {
             Component::Insert(text) => RawComponent::Insert(text),
         }));
         prop_assert_eq!(
-            Op::from_raw(RawOp(raw), doc_len),
+            Op::from_raw(RawOp::from(raw), doc_len),
             Err(OpError::PastEnd { reach: doc_len + beyond as usize, base_len: doc_len })
         );
     }
@@ -378,7 +378,7 @@ proptest! {
         if at > 0 {
             marker_components.push(Component::Retain(at));
         }
-        marker_components.push(Component::Insert(MARKER.to_string()));
+        marker_components.push(Component::Insert(MARKER.to_string().into()));
         let marker = Op::from_components(marker_components, n).unwrap();
         let rebased = marker.transform_over(&op).unwrap();
         let text = rebased.apply_to_str(&op.apply_to_str(&doc).unwrap()).unwrap();
@@ -399,7 +399,7 @@ proptest! {
         if at > 0 {
             components.push(Component::Retain(at));
         }
-        components.push(Component::Insert(x.clone()));
+        components.push(Component::Insert(x.as_str().into()));
         components.extend(fit(&tail, n - at));
         let op = Op::from_components(components, n).unwrap();
         prop_assert!(transform_position(at, &op) >= at + len(&x));

@@ -10,11 +10,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
 use super::text::DocumentText;
 use crate::ids::{ClientId, DocId};
 use crate::ot::{transform_range, Op, RawOp};
 use crate::protocol::{
-    ack_prefix, encode_ack_after, error_frame, ErrorCode, Frame, RevOp, ServerMsg,
+    ack_prefix, encode_ack_into, error_frame, ErrorCode, Frame, RevOp, ServerMsg,
     MAX_CURSOR_RANGES,
 };
 use crate::store::{ClientSeq, LogRecord, Snapshot, StoreError, StoredDocument};
@@ -172,6 +174,12 @@ pub struct DocumentCore<S> {
     len: usize,
     /// Consecutive entries ending at `rev`; every entry after `durable_rev` is kept.
     history: VecDeque<Entry>,
+    /// The last record trimmed from the history, emptied, kept to hold the next op: a steady
+    /// stream of ops then allocates neither records nor component lists.
+    spare: Option<Arc<LogRecord>>,
+    /// Where `ack` frames are written: one allocation is shared by many small frames (see
+    /// [`encode_ack_into`]).
+    ack_buffer: BytesMut,
     /// Exactly-once table including accepted-but-undurable ops.
     clients: ClientTable,
     /// Exactly-once table as of `durable_rev` (what a snapshot stores).
@@ -252,6 +260,8 @@ impl<S: Clone> DocumentCore<S> {
             rev,
             len,
             history,
+            spare: None,
+            ack_buffer: BytesMut::new(),
             durable_clients: clients.clone(),
             clients,
             subscribers: BTreeMap::new(),
@@ -393,7 +403,7 @@ impl<S: Clone> DocumentCore<S> {
                 .encode();
             }
         }
-        let text = self.text.to_string();
+        let text = self.text.to_text();
         ServerMsg::OpenedSnapshot {
             doc,
             rev: self.durable_rev,
@@ -404,14 +414,22 @@ impl<S: Clone> DocumentCore<S> {
     }
 
     /// Revision of the oldest op in the history (`rev + 1` when the history is empty).
+    ///
+    /// Computed, not read from the oldest record: that record is the one least likely to be in
+    /// the CPU's cache, and reading it on every op was the largest single cost of an op.
     fn first_history_rev(&self) -> u64 {
-        self.history.front().map_or(self.rev + 1, |e| e.record.rev)
+        let first = self.rev + 1 - self.history.len() as u64;
+        debug_assert_eq!(
+            first,
+            self.history.front().map_or(self.rev + 1, |e| e.record.rev),
+            "the history holds consecutive revisions ending at rev"
+        );
+        first
     }
 
     /// The entry that produced revision `rev`, if the history holds it.
     fn entry(&self, rev: u64) -> Option<&Entry> {
-        let first = self.history.front()?.record.rev;
-        let index = rev.checked_sub(first)?;
+        let index = rev.checked_sub(self.first_history_rev())?;
         self.history.get(usize::try_from(index).ok()?)
     }
 
@@ -516,7 +534,14 @@ impl<S: Clone> DocumentCore<S> {
                 Some(seq),
             );
         }
-        let mut op = match Op::from_raw(raw, base_len) {
+        // The trimmed record's component list, if one is spare, is reused for this op.
+        let components = self
+            .spare
+            .as_mut()
+            .and_then(Arc::get_mut)
+            .map(|spare| std::mem::take(&mut spare.op.components))
+            .unwrap_or_default();
+        let mut op = match Op::from_raw_into(raw, base_len, components) {
             Ok(op) => op,
             Err(e) => {
                 return self.reply_error(conn, ErrorCode::InvalidOp, &e.to_string(), Some(seq))
@@ -560,14 +585,23 @@ impl<S: Clone> DocumentCore<S> {
                 self.clients.insert(client.clone(), seen);
             }
         }
-        self.history.push_back(Entry {
-            record: Arc::new(LogRecord {
-                rev: self.rev,
-                client,
-                seq,
-                op,
-            }),
-        });
+        let record = LogRecord {
+            rev: self.rev,
+            client,
+            seq,
+            op,
+        };
+        let record = match self.spare.take() {
+            Some(mut spare) => match Arc::get_mut(&mut spare) {
+                Some(slot) => {
+                    *slot = record;
+                    spare
+                }
+                None => Arc::new(record),
+            },
+            None => Arc::new(record),
+        };
+        self.history.push_back(Entry { record });
         self.bound_dedup_tables();
     }
 
@@ -581,7 +615,7 @@ impl<S: Clone> DocumentCore<S> {
 
     fn ack(&mut self, conn: ConnId, seq: u64, rev: u64) {
         if let Some(sub) = self.subscribers.get(&conn) {
-            let frame = encode_ack_after(&self.ack_prefix, seq, rev);
+            let frame = encode_ack_into(&mut self.ack_buffer, &self.ack_prefix, seq, rev);
             self.outputs.push_back(Output::Send {
                 to: sub.handle.clone(),
                 frame,
@@ -675,7 +709,7 @@ impl<S: Clone> DocumentCore<S> {
             clients.sort_by(|a, b| a.client.cmp(&b.client));
             return Some(StoreJob::Compact(Snapshot {
                 rev: self.durable_rev,
-                text: self.text.to_string(),
+                text: self.text.to_text(),
                 clients,
             }));
         }
@@ -735,9 +769,9 @@ impl<S: Clone> DocumentCore<S> {
     fn make_durable(&mut self, up_to: u64) {
         let first = self.durable_rev + 1;
         for rev in first..=up_to {
-            let Some(index) = self
-                .entry(rev)
-                .map(|e| e.record.rev - self.history[0].record.rev)
+            let Some(index) = rev
+                .checked_sub(self.first_history_rev())
+                .filter(|&i| i < self.history.len() as u64)
             else {
                 debug_assert!(false, "undurable entries are never trimmed");
                 continue;
@@ -779,7 +813,8 @@ impl<S: Clone> DocumentCore<S> {
             // have resubmitted from the new one yet, and the old one may not be closed yet. Sent
             // its own op instead, a client would apply it a second time.
             if own_count > 0 {
-                let frame = encode_ack_after(&self.ack_prefix, record.seq, rev);
+                let frame =
+                    encode_ack_into(&mut self.ack_buffer, &self.ack_prefix, record.seq, rev);
                 // The last connection gets the frame itself: a lone ack is never shared.
                 let mut previous: Option<&Subscriber<S>> = None;
                 for sub in self
@@ -835,12 +870,18 @@ impl<S: Clone> DocumentCore<S> {
             self.len_at(self.durable_rev).unwrap_or(usize::MAX)
         );
         while self.history.len() > self.settings.history_ops
-            && self
-                .history
-                .front()
-                .is_some_and(|e| e.record.rev <= self.durable_rev)
+            && self.first_history_rev() <= self.durable_rev
         {
-            self.history.pop_front();
+            let Some(Entry { mut record }) = self.history.pop_front() else {
+                break;
+            };
+            if self.spare.is_none() {
+                // Unless a store job or an `opened` frame still shares it.
+                if let Some(old) = Arc::get_mut(&mut record) {
+                    old.op.clear();
+                    self.spare = Some(record);
+                }
+            }
         }
     }
 

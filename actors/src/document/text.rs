@@ -31,6 +31,17 @@ impl DocumentText {
     pub fn is_empty(&self) -> bool {
         self.len_chars() == 0
     }
+
+    /// The whole text as one `String`, allocated once at its final size (`to_string` grows it
+    /// chunk by chunk: a snapshot of a large document was a visible share of the replay).
+    pub fn to_text(&self) -> String {
+        let rope = self.0.borrow();
+        let mut out = String::with_capacity(rope.len_bytes());
+        for chunk in rope.substrings() {
+            out.push_str(chunk);
+        }
+        out
+    }
 }
 
 impl From<&str> for DocumentText {
@@ -97,9 +108,10 @@ mod tests {
         text.insert(0, "¡");
         assert_eq!(text.len_chars(), 9);
         assert_eq!(text.to_string(), "¡héllo 😀!");
+        assert_eq!(text.to_text(), "¡héllo 😀!");
         assert!(text == "¡héllo 😀!");
         let op = Op::from_raw(
-            RawOp(vec![
+            RawOp::from(vec![
                 RawComponent::Retain(1),
                 RawComponent::Delete(5),
                 RawComponent::Insert("hi".into()),

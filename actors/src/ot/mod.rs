@@ -10,7 +10,8 @@
 //! arrive as a [`RawOp`] (lenient decoding, never fails on an element) and become an [`Op`] only
 //! through [`Op::from_raw`], which checks them against the length of their base document.
 //!
-//! The module is pure: no I/O, no clock, no allocation beyond the ops it returns.
+//! The module is pure: no I/O, no clock, no allocation beyond the ops it returns. Ops of a few
+//! components and inserts of up to 24 bytes (typing) live inline, without a heap allocation.
 //!
 //! # Layout
 //! - `op`: the types, validation, normalisation and the internal builder that merges components.
@@ -26,7 +27,7 @@ mod transform;
 mod wire;
 
 pub use apply::TextBuffer;
-pub use op::{Component, Op, OpError, RawComponent, RawOp, MAX_COMPONENT};
+pub use op::{Component, InsertText, Op, OpError, RawComponent, RawOp, MAX_COMPONENT};
 pub use transform::{transform_position, transform_range};
 
 #[cfg(test)]

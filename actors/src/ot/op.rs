@@ -4,6 +4,13 @@
 /// far above any document this server holds, far below overflow of `usize` sums on 64-bit targets.
 pub const MAX_COMPONENT: u64 = 1 << 40;
 
+/// Text an op inserts: up to 24 bytes are held inline (typing allocates nothing), longer text on
+/// the heap.
+pub type InsertText = compact_str::CompactString;
+
+/// The component list of an op.
+pub(crate) type Components = Vec<Component>;
+
 /// One step of an op, applied left to right from position 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Component {
@@ -12,7 +19,7 @@ pub enum Component {
     /// Remove this many code points.
     Delete(usize),
     /// Insert this text at the current position.
-    Insert(String),
+    Insert(InsertText),
 }
 
 /// A validated, normalized operation that spans its whole base document.
@@ -22,7 +29,7 @@ pub enum Component {
 /// `base_len` code points of the base (a trailing retain is stored explicitly).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
-    pub(crate) components: Vec<Component>,
+    pub(crate) components: Components,
     pub(crate) base_len: usize,
     pub(crate) target_len: usize,
 }
@@ -64,6 +71,12 @@ pub enum OpError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawOp(pub Vec<RawComponent>);
 
+impl From<Vec<RawComponent>> for RawOp {
+    fn from(components: Vec<RawComponent>) -> RawOp {
+        RawOp(components)
+    }
+}
+
 /// One wire component as decoded, before validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawComponent {
@@ -72,7 +85,7 @@ pub enum RawComponent {
     /// A negative integer, by its absolute value.
     Delete(u64),
     /// A string.
-    Insert(String),
+    Insert(InsertText),
     /// Anything else (float, bool, null, array, object, integer beyond 64 bits), with the reason.
     Invalid(OpError),
 }
@@ -80,10 +93,26 @@ pub enum RawComponent {
 impl Op {
     /// Validates a client's op against the length of the document it is based on: non-empty, no 0, no "", integers only, does not reach past base_len; adjacent same-kind components merged, insert-before-delete canonical order, trailing retain implied to reach base_len.
     pub fn from_raw(raw: RawOp, base_len: usize) -> Result<Op, OpError> {
+        Op::from_raw_into(raw, base_len, Vec::new())
+    }
+
+    /// Same as [`from_raw`](Self::from_raw), building the op in `components` (cleared first): a
+    /// caller that recycles ops passes an old op's list to save an allocation.
+    pub fn from_raw_into(
+        raw: RawOp,
+        base_len: usize,
+        mut components: Vec<Component>,
+    ) -> Result<Op, OpError> {
         if raw.0.is_empty() {
             return Err(OpError::Empty);
         }
-        let mut builder = OpBuilder::with_capacity(raw.0.len() + 1);
+        components.clear();
+        components.reserve(raw.0.len() + 1);
+        let mut builder = OpBuilder {
+            components,
+            base_len: 0,
+            target_len: 0,
+        };
         let mut reach: usize = 0;
         for component in raw.0 {
             match component {
@@ -141,6 +170,21 @@ impl Op {
         }
         builder.retain(base_len - reach);
         Ok(builder.finish())
+    }
+
+    /// Empties the op for reuse of its component list by [`from_raw_into`](Self::from_raw_into)
+    /// (inserted text is freed; a list grown by a large op is not kept, so a record kept for reuse
+    /// holds nothing large). The op is then invalid until rebuilt.
+    pub(crate) fn clear(&mut self) {
+        /// Larger lists are freed rather than kept for the next op.
+        const KEPT_CAPACITY: usize = 8;
+        if self.components.capacity() > KEPT_CAPACITY {
+            self.components = Vec::new();
+        } else {
+            self.components.clear();
+        }
+        self.base_len = 0;
+        self.target_len = 0;
     }
 
     /// The op that retains a whole document of `len` code points and changes nothing.
@@ -221,7 +265,7 @@ fn check_reach(reach: usize, n: usize, base_len: usize) -> Result<usize, OpError
 /// Builds a normalized [`Op`] one component at a time, merging as it goes.
 #[derive(Debug)]
 pub(crate) struct OpBuilder {
-    components: Vec<Component>,
+    components: Components,
     base_len: usize,
     target_len: usize,
 }
@@ -230,7 +274,7 @@ impl OpBuilder {
     /// An empty builder with room for `capacity` components.
     pub(crate) fn with_capacity(capacity: usize) -> OpBuilder {
         OpBuilder {
-            components: Vec::with_capacity(capacity),
+            components: Components::with_capacity(capacity),
             base_len: 0,
             target_len: 0,
         }
@@ -265,7 +309,7 @@ impl OpBuilder {
 
     /// Appends an insert of `text`, which has `chars` code points (nothing if empty); an insert
     /// that follows a delete is moved before it.
-    pub(crate) fn insert<S: AsRef<str> + Into<String>>(&mut self, text: S, chars: usize) {
+    pub(crate) fn insert<S: AsRef<str> + Into<InsertText>>(&mut self, text: S, chars: usize) {
         debug_assert_eq!(text.as_ref().chars().count(), chars);
         if chars == 0 {
             return;

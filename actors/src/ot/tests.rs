@@ -12,7 +12,7 @@ fn parse(json: &str, base_len: usize) -> Result<Op, OpError> {
 }
 
 fn insert(text: &str) -> Component {
-    Insert(text.to_owned())
+    Insert(text.into())
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn raw_op_decodes_every_element_kind() {
         vec![
             RawComponent::Retain(3),
             RawComponent::Delete(2),
-            RawComponent::Insert("é".to_owned()),
+            RawComponent::Insert("é".into()),
             RawComponent::Retain(0),
             RawComponent::Invalid(OpError::NotAnInteger),
             RawComponent::Invalid(OpError::NotAnInteger),

@@ -116,11 +116,11 @@ impl<'de> Visitor<'de> for RawComponentVisitor {
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<RawComponent, E> {
-        Ok(RawComponent::Insert(value.to_owned()))
+        Ok(RawComponent::Insert(value.into()))
     }
 
     fn visit_string<E: de::Error>(self, value: String) -> Result<RawComponent, E> {
-        Ok(RawComponent::Insert(value))
+        Ok(RawComponent::Insert(value.into()))
     }
 
     fn visit_bool<E: de::Error>(self, _value: bool) -> Result<RawComponent, E> {

@@ -33,7 +33,7 @@ pub fn record(rev: u64) -> LogRecord {
     if base_len > 0 {
         components.push(Component::Retain(base_len));
     }
-    components.push(Component::Insert(piece(rev)));
+    components.push(Component::Insert(piece(rev).into()));
     LogRecord {
         rev,
         client: ClientId::from_stored(CLIENT),

@@ -399,7 +399,7 @@ impl View {
                     let text: String = (*first..first + count)
                         .map(|item| merge.chars[item as usize])
                         .collect();
-                    components.push(Component::Insert(text));
+                    components.push(Component::Insert(text.into()));
                     for item in *first..first + count {
                         self.set(merge.rank[item as usize] as usize, true);
                     }

@@ -178,7 +178,7 @@ pub fn patch_op(patch: &Patch, len: usize) -> Result<Op, String> {
         components.push(Component::Delete(patch.1));
     }
     if !patch.2.is_empty() {
-        components.push(Component::Insert(patch.2.clone()));
+        components.push(Component::Insert(patch.2.as_str().into()));
     }
     if components.is_empty() {
         return Ok(Op::identity(len));
@@ -196,9 +196,9 @@ pub fn patch_raw(patch: &Patch) -> RawOp {
         components.push(RawComponent::Delete(patch.1 as u64));
     }
     if !patch.2.is_empty() {
-        components.push(RawComponent::Insert(patch.2.clone()));
+        components.push(RawComponent::Insert(patch.2.as_str().into()));
     }
-    RawOp(components)
+    RawOp::from(components)
 }
 
 /// The raw (wire) form of an op.

@@ -198,7 +198,7 @@ pub fn insert_op(len: usize, at: usize, insert: String) -> Op {
     if at > 0 {
         components.push(Component::Retain(at));
     }
-    components.push(Component::Insert(insert));
+    components.push(Component::Insert(insert.into()));
     Op::from_components(components, len).expect("an insert within the document is valid")
 }
 

@@ -591,7 +591,7 @@ impl Typist {
         if position > 0 {
             components.push(Component::Retain(position));
         }
-        components.push(Component::Insert(token.clone()));
+        components.push(Component::Insert(token.as_str().into()));
         let op = Op::from_components(components, len).expect("an insert at a boundary is valid");
         let d = &mut self.docs[i];
         let seq = d.next_seq;

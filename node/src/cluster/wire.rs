@@ -197,7 +197,7 @@ pub fn raw_op_to_json(op: &RawOp) -> Vec<serde_json::Value> {
 
 /// The inverse of [`raw_op_to_json`].
 pub fn raw_op_from_json(values: Vec<serde_json::Value>) -> RawOp {
-    serde_json::from_value(serde_json::Value::Array(values)).unwrap_or(RawOp(Vec::new()))
+    serde_json::from_value(serde_json::Value::Array(values)).unwrap_or_default()
 }
 
 #[cfg(test)]

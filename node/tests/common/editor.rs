@@ -204,7 +204,7 @@ pub fn random_edit(rng: &mut StdRng, text: &str) -> Op {
         if position > 0 {
             components.push(Component::Retain(position));
         }
-        components.push(Component::Insert(random_text(rng)));
+        components.push(Component::Insert(random_text(rng).into()));
     } else {
         let position = rng.random_range(0..len);
         let n = rng.random_range(1..=(len - position).min(4));
@@ -212,7 +212,7 @@ pub fn random_edit(rng: &mut StdRng, text: &str) -> Op {
             components.push(Component::Retain(position));
         }
         if choice == 9 {
-            components.push(Component::Insert(random_text(rng)));
+            components.push(Component::Insert(random_text(rng).into()));
         }
         components.push(Component::Delete(n));
     }

@@ -1237,7 +1237,7 @@ fn random_edit(rng: &mut StdRng, text: &str) -> Op {
             components.push(Component::Retain(start));
         }
         if rng.random_bool(0.3) {
-            components.push(Component::Insert(random_insert(rng)));
+            components.push(Component::Insert(random_insert(rng).into()));
         }
         components.push(Component::Delete(count));
     } else {
@@ -1245,7 +1245,7 @@ fn random_edit(rng: &mut StdRng, text: &str) -> Op {
         if at > 0 {
             components.push(Component::Retain(at));
         }
-        components.push(Component::Insert(random_insert(rng)));
+        components.push(Component::Insert(random_insert(rng).into()));
     }
     Op::from_components(components, len).expect("generated edits are valid")
 }

@@ -237,7 +237,7 @@ pub(super) fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
             TAG_DELETE => Component::Delete(reader.varint_usize()?),
             TAG_INSERT => {
                 let len = reader.varint_len(usize::MAX, "insert")?;
-                Component::Insert(reader.str(len)?.to_owned())
+                Component::Insert(reader.str(len)?.into())
             }
             tag => return Err(format!("unknown component tag {tag}")),
         };
@@ -855,7 +855,7 @@ mod tests {
         prop_oneof![
             (1usize..1000).prop_map(Component::Retain),
             (1usize..1000).prop_map(Component::Delete),
-            "\\PC{1,8}".prop_map(Component::Insert),
+            "\\PC{1,8}".prop_map(|s: String| Component::Insert(s.into())),
         ]
     }
 
