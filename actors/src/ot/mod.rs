@@ -10,8 +10,8 @@
 //! arrive as a [`RawOp`] (lenient decoding, never fails on an element) and become an [`Op`] only
 //! through [`Op::from_raw`], which checks them against the length of their base document.
 //!
-//! The module is pure: no I/O, no clock, no allocation beyond the ops it returns. Ops of a few
-//! components and inserts of up to 24 bytes (typing) live inline, without a heap allocation.
+//! The module is pure: no I/O, no clock, no allocation beyond the ops it returns. Inserted text of
+//! up to 24 bytes (typing) is held inline, without a heap allocation of its own.
 //!
 //! # Layout
 //! - `op`: the types, validation, normalisation and the internal builder that merges components.
