@@ -482,8 +482,9 @@ impl<S: Clone> DocumentCore<S> {
         let Some(sub) = self.subscribers.get(&conn) else {
             return;
         };
-        let client = sub.client.clone();
-        let last = self.clients.get(&client).copied();
+        // The client's id is borrowed, not cloned: a clone and its drop are two atomic
+        // operations, a visible share of an op (see the record below).
+        let last = self.clients.get(&sub.client).copied();
         let last_seq = last.map_or(0, |s| s.seq);
         if seq == 0 {
             return self.reply_error(conn, ErrorCode::BadMessage, "seq starts at 1", Some(seq));
@@ -493,7 +494,7 @@ impl<S: Clone> DocumentCore<S> {
             let rev = match last {
                 Some(s) if s.seq == seq => s.rev,
                 _ => self
-                    .find_rev(&client, seq)
+                    .find_rev(&sub.client, seq)
                     .unwrap_or(last.map_or(0, |s| s.rev)),
             };
             // Not durable yet: every connection of this client gets the ack once it is.
@@ -579,27 +580,42 @@ impl<S: Clone> DocumentCore<S> {
         self.rev += 1;
         self.len = op.target_len();
         let seen = Seen { seq, rev: self.rev };
-        match self.clients.get_mut(&client) {
+        let Some(sub) = self.subscribers.get(&conn) else {
+            debug_assert!(false, "the subscriber was found above");
+            return;
+        };
+        let client = &sub.client;
+        match self.clients.get_mut(client) {
             Some(entry) => *entry = seen,
             None => {
                 self.clients.insert(client.clone(), seen);
             }
         }
-        let record = LogRecord {
-            rev: self.rev,
-            client,
-            seq,
-            op,
+        // Into the spare record if there is one; it keeps its client id when that is this
+        // client's (no clone, no drop).
+        let rev = self.rev;
+        let fresh = |op| {
+            Arc::new(LogRecord {
+                rev,
+                client: client.clone(),
+                seq,
+                op,
+            })
         };
         let record = match self.spare.take() {
             Some(mut spare) => match Arc::get_mut(&mut spare) {
                 Some(slot) => {
-                    *slot = record;
+                    slot.rev = rev;
+                    if slot.client != *client {
+                        slot.client = client.clone();
+                    }
+                    slot.seq = seq;
+                    slot.op = op;
                     spare
                 }
-                None => Arc::new(record),
+                None => fresh(op),
             },
-            None => Arc::new(record),
+            None => fresh(op),
         };
         self.history.push_back(Entry { record });
         self.bound_dedup_tables();

@@ -186,19 +186,21 @@ pub fn patch_op(patch: &Patch, len: usize) -> Result<Op, String> {
     Op::from_components(components, len).map_err(|e| format!("patch {patch:?} on {len} chars: {e}"))
 }
 
-/// The raw (wire) form of a patch, as a client would send it.
+/// The raw (wire) form of a patch, as a client would send it, decoded from its JSON text the way
+/// the node decodes an `op` message (so the list has the capacity the decoder gives it).
 pub fn patch_raw(patch: &Patch) -> RawOp {
     let mut components = Vec::with_capacity(3);
     if patch.0 > 0 {
-        components.push(RawComponent::Retain(patch.0 as u64));
+        components.push(serde_json::Value::from(patch.0 as u64));
     }
     if patch.1 > 0 {
-        components.push(RawComponent::Delete(patch.1 as u64));
+        components.push(serde_json::Value::from(-(patch.1 as i64)));
     }
     if !patch.2.is_empty() {
-        components.push(RawComponent::Insert(patch.2.as_str().into()));
+        components.push(serde_json::Value::from(patch.2.as_str()));
     }
-    RawOp::from(components)
+    let json = serde_json::Value::Array(components).to_string();
+    serde_json::from_str(&json).expect("a patch's wire form decodes")
 }
 
 /// The raw (wire) form of an op.
@@ -253,6 +255,7 @@ pub struct SequentialOutcome {
 
 /// Replays a sequential trace: each patch is one op based on the current revision, made durable
 /// at once. Returns the core (its text must equal `trace.end`).
+#[inline(never)] // a profiler can then measure the replay alone
 pub fn replay_sequential(
     trace: &SequentialTrace,
     raws: Vec<RawOp>,
