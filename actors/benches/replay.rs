@@ -6,6 +6,9 @@
 //! `$CHORUS_TRACES`, else `../shared/traces` next to the workspace; missing traces are skipped
 //! with a message.
 //!
+//! `seph-blog1` is also applied straight to a rope, as the reference for what the state machine
+//! adds per op.
+//!
 //! Run: `cargo bench -p chorus-actors --bench replay` (set `REPLAY_RUNS` to change the 7 runs,
 //! `REPLAY_ONLY=seph-blog1` to run one trace, e.g. under `valgrind --tool=callgrind`).
 
@@ -13,6 +16,9 @@
 mod trace_support;
 
 use std::time::{Duration, Instant};
+
+use chorus_actors::document::DocumentText;
+use chorus_actors::ot::TextBuffer;
 
 use trace_support::{
     load_concurrent, load_sequential, plan_concurrent, replay_planned, replay_sequential,
@@ -37,6 +43,20 @@ fn report(name: &str, ops: usize, samples: Vec<Duration>) {
         1e3 / ns,
         best.as_nanos() as f64 / ops as f64
     );
+}
+
+/// Applies every patch of a sequential trace to a fresh document text directly.
+fn edit_text_only(trace: &trace_support::SequentialTrace) -> DocumentText {
+    let mut text = DocumentText::new();
+    for patch in trace.patches.iter() {
+        if patch.1 > 0 {
+            text.remove(patch.0..patch.0 + patch.1);
+        }
+        if !patch.2.is_empty() {
+            text.insert(patch.0, &patch.2);
+        }
+    }
+    text
 }
 
 fn main() {
@@ -78,6 +98,19 @@ fn main() {
                 );
             }
             report("seph-blog1 sequential (submit+store+ack)", ops, samples);
+            // The same edits straight into the document's rope, without the state machine: the
+            // part of an op's cost that any design of the server pays.
+            let mut samples = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let started = Instant::now();
+                let text = edit_text_only(&trace);
+                samples.push(started.elapsed());
+                assert!(
+                    text == trace.end.as_str(),
+                    "the rope alone did not end in endContent"
+                );
+            }
+            report("seph-blog1 rope edits alone (reference)", ops, samples);
         }
     }
     for name in ["friendsforever", "clownschool"]
