@@ -7,7 +7,7 @@
 //! Everything a client can see (snapshots, `ops` of `opened`, cursors) is therefore at the
 //! durable revision, and nothing a client saw can be lost by a crash.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -184,7 +184,7 @@ pub struct DocumentCore<S> {
     clients: ClientTable,
     /// Exactly-once table as of `durable_rev` (what a snapshot stores).
     durable_clients: ClientTable,
-    subscribers: BTreeMap<ConnId, Subscriber<S>>,
+    subscribers: Subscribers<ConnId, Subscriber<S>>,
     outputs: VecDeque<Output<S>>,
     job: Option<Job>,
     logged_since_snapshot: usize,
@@ -264,7 +264,7 @@ impl<S: Clone> DocumentCore<S> {
             ack_buffer: BytesMut::new(),
             durable_clients: clients.clone(),
             clients,
-            subscribers: BTreeMap::new(),
+            subscribers: Subscribers::new(),
             outputs: VecDeque::new(),
             job: None,
             logged_since_snapshot: logged,
@@ -918,5 +918,8 @@ impl<S: Clone> DocumentCore<S> {
     }
 }
 
+mod subscribers;
 #[cfg(test)]
 mod tests;
+
+use subscribers::Subscribers;
