@@ -5,7 +5,7 @@
 //! components are decoded leniently into [`RawOp`] so that a malformed op is reported as
 //! `invalid_op` with its `doc` and `seq`, not as a generic `bad_message`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ot::{Op, RawOp};
@@ -279,38 +279,6 @@ pub fn encode_ack_after(prefix: &[u8], seq: u64, rev: u64) -> Frame {
     out.extend_from_slice(rev);
     out.push(b'}');
     Bytes::from(out)
-}
-
-/// Room for this many bytes of `ack` frames is allocated at once by [`encode_ack_into`].
-pub const ACK_BUFFER_BYTES: usize = 1024;
-
-/// An `ack` frame like [`encode_ack_after`], written into `buffer` and split off it: the frames
-/// share `buffer`'s allocation (about 1 KiB for a dozen acks) instead of one each, and once every
-/// frame of an allocation has been dropped the next ones reuse it. A queued frame keeps at most
-/// [`ACK_BUFFER_BYTES`] alive.
-pub fn encode_ack_into(buffer: &mut BytesMut, prefix: &[u8], seq: u64, rev: u64) -> Frame {
-    // `<seq>,"rev":<rev>}` is at most 20 + 7 + 20 + 1 bytes: put together on the stack, then
-    // copied with the prefix in two moves.
-    const REV: &[u8] = br#","rev":"#;
-    let mut tail = [0u8; 48];
-    let mut at = 0;
-    for part in [
-        itoa::Buffer::new().format(seq).as_bytes(),
-        REV,
-        itoa::Buffer::new().format(rev).as_bytes(),
-        b"}",
-    ] {
-        tail[at..at + part.len()].copy_from_slice(part);
-        at += part.len();
-    }
-    let len = prefix.len() + at;
-    if buffer.capacity() < len {
-        // A fresh allocation (or the old one, if no frame holds it any more).
-        buffer.reserve(len.max(ACK_BUFFER_BYTES));
-    }
-    buffer.extend_from_slice(prefix);
-    buffer.extend_from_slice(&tail[..at]);
-    buffer.split().freeze()
 }
 
 /// `{"type":"op","doc":…,"rev":…,"client":…,"op":[…]}`.
@@ -607,33 +575,6 @@ mod tests {
                 op: &identity,
             };
             assert_eq!(msg.encode(), msg.encode_generic());
-        }
-    }
-
-    #[test]
-    fn acks_written_into_a_shared_buffer_equal_the_exact_size_ones() {
-        let long_doc = "d/".repeat(200) + "x";
-        for doc in ["d", long_doc.as_str()] {
-            let prefix = ack_prefix(doc);
-            let mut buffer = BytesMut::new();
-            let mut kept = Vec::new();
-            // Enough frames to fill several allocations, some kept alive and some dropped.
-            for i in 0..500u64 {
-                let (seq, rev) = (i * 7919, u64::MAX - i);
-                let frame = encode_ack_into(&mut buffer, &prefix, seq, rev);
-                assert_eq!(frame, encode_ack_after(&prefix, seq, rev));
-                assert_eq!(
-                    frame,
-                    ServerMsg::Ack { doc, seq, rev }.encode_generic(),
-                    "ack {i}"
-                );
-                if i % 3 == 0 {
-                    kept.push((frame, seq, rev));
-                }
-            }
-            for (frame, seq, rev) in kept {
-                assert_eq!(frame, encode_ack_after(&prefix, seq, rev), "a kept frame changed");
-            }
         }
     }
 

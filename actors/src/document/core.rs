@@ -10,13 +10,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::BytesMut;
-
 use super::text::DocumentText;
 use crate::ids::{ClientId, DocId};
 use crate::ot::{transform_range, Op, RawOp};
 use crate::protocol::{
-    ack_prefix, encode_ack_into, error_frame, ErrorCode, Frame, RevOp, ServerMsg,
+    ack_prefix, encode_ack_after, error_frame, ErrorCode, Frame, RevOp, ServerMsg,
     MAX_CURSOR_RANGES,
 };
 use crate::store::{ClientSeq, LogRecord, Snapshot, StoreError, StoredDocument};
@@ -177,9 +175,6 @@ pub struct DocumentCore<S> {
     /// The last record trimmed from the history, emptied, kept to hold the next op: a steady
     /// stream of ops then allocates neither records nor component lists.
     spare: Option<Arc<LogRecord>>,
-    /// Where `ack` frames are written: one allocation is shared by many small frames (see
-    /// [`encode_ack_into`]).
-    ack_buffer: BytesMut,
     /// Exactly-once table including accepted-but-undurable ops.
     clients: ClientTable,
     /// Exactly-once table as of `durable_rev` (what a snapshot stores).
@@ -261,7 +256,6 @@ impl<S: Clone> DocumentCore<S> {
             len,
             history,
             spare: None,
-            ack_buffer: BytesMut::new(),
             durable_clients: clients.clone(),
             clients,
             subscribers: Subscribers::new(),
@@ -631,7 +625,7 @@ impl<S: Clone> DocumentCore<S> {
 
     fn ack(&mut self, conn: ConnId, seq: u64, rev: u64) {
         if let Some(sub) = self.subscribers.get(&conn) {
-            let frame = encode_ack_into(&mut self.ack_buffer, &self.ack_prefix, seq, rev);
+            let frame = encode_ack_after(&self.ack_prefix, seq, rev);
             self.outputs.push_back(Output::Send {
                 to: sub.handle.clone(),
                 frame,
@@ -829,8 +823,7 @@ impl<S: Clone> DocumentCore<S> {
             // have resubmitted from the new one yet, and the old one may not be closed yet. Sent
             // its own op instead, a client would apply it a second time.
             if own_count > 0 {
-                let frame =
-                    encode_ack_into(&mut self.ack_buffer, &self.ack_prefix, record.seq, rev);
+                let frame = encode_ack_after(&self.ack_prefix, record.seq, rev);
                 // The last connection gets the frame itself: a lone ack is never shared.
                 let mut previous: Option<&Subscriber<S>> = None;
                 for sub in self
