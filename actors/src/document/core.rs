@@ -571,14 +571,15 @@ impl<S: Clone> DocumentCore<S> {
             );
             return self.reply_error(conn, ErrorCode::TooLarge, &message, Some(seq));
         }
-        self.rev += 1;
-        self.len = op.target_len();
-        let seen = Seen { seq, rev: self.rev };
+        // Found above; looked up again (not cloned) before anything changes.
         let Some(sub) = self.subscribers.get(&conn) else {
             debug_assert!(false, "the subscriber was found above");
             return;
         };
         let client = &sub.client;
+        self.rev += 1;
+        self.len = op.target_len();
+        let seen = Seen { seq, rev: self.rev };
         match self.clients.get_mut(client) {
             Some(entry) => *entry = seen,
             None => {
