@@ -70,7 +70,11 @@ fn encode(c: &mut Criterion) {
     let paste = Op::from_components(
         vec![
             Component::Retain(5012),
-            Component::Insert("fn main() {\n    println!(\"hello\");\n}\n".repeat(20).into()),
+            Component::Insert(
+                "fn main() {\n    println!(\"hello\");\n}\n"
+                    .repeat(20)
+                    .into(),
+            ),
         ],
         100_000,
     )

@@ -119,8 +119,7 @@ pub struct ClientId {
 
 /// The per-process key of [`ClientId`]'s cached hash.
 fn client_id_hasher() -> &'static foldhash::quality::RandomState {
-    static STATE: std::sync::OnceLock<foldhash::quality::RandomState> =
-        std::sync::OnceLock::new();
+    static STATE: std::sync::OnceLock<foldhash::quality::RandomState> = std::sync::OnceLock::new();
     STATE.get_or_init(foldhash::quality::RandomState::default)
 }
 
@@ -161,8 +160,7 @@ impl ClientId {
 /// its session) several times per op.
 impl PartialEq for ClientId {
     fn eq(&self, other: &ClientId) -> bool {
-        Arc::ptr_eq(&self.text, &other.text)
-            || (self.hash == other.hash && self.text == other.text)
+        Arc::ptr_eq(&self.text, &other.text) || (self.hash == other.hash && self.text == other.text)
     }
 }
 

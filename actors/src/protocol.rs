@@ -283,25 +283,44 @@ pub fn encode_ack_after(prefix: &[u8], seq: u64, rev: u64) -> Frame {
 
 /// `{"type":"op","doc":…,"rev":…,"client":…,"op":[…]}`.
 fn encode_op(doc: &str, rev: u64, client: &str, op: &Op) -> Frame {
-    let mut out = Vec::with_capacity(96 + doc.len() + client.len() + op.encoded_len_hint());
-    out.extend_from_slice(br#"{"type":"op","doc":"#);
-    push_json_str(&mut out, doc);
-    out.extend_from_slice(br#","rev":"#);
-    push_u64(&mut out, rev);
-    out.extend_from_slice(br#","client":"#);
-    push_json_str(&mut out, client);
-    out.extend_from_slice(br#","op":"#);
-    if serde_json::to_writer(&mut out, op).is_err() {
-        return ServerMsg::Op {
+    encode_op_after(&op_prefix(doc), rev, client, op).unwrap_or_else(|_| {
+        ServerMsg::Op {
             doc,
             rev,
             client,
             op,
         }
-        .encode_generic();
-    }
+        .encode_generic()
+    })
+}
+
+/// The part of every `op` broadcast of document `doc` before its revision: a document encodes it
+/// once instead of scanning its id for characters to escape on every broadcast.
+pub fn op_prefix(doc: &str) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(32 + doc.len());
+    out.extend_from_slice(br#"{"type":"op","doc":"#);
+    push_json_str(&mut out, doc);
+    out.extend_from_slice(br#","rev":"#);
+    out.into_boxed_slice()
+}
+
+/// An `op` broadcast from its document's [`op_prefix`]. Fails only if the op cannot be written
+/// as JSON (it always can; the caller then falls back to the generic encoder).
+pub fn encode_op_after(
+    prefix: &[u8],
+    rev: u64,
+    client: &str,
+    op: &Op,
+) -> Result<Frame, serde_json::Error> {
+    let mut out = Vec::with_capacity(64 + prefix.len() + client.len() + op.encoded_len_hint());
+    out.extend_from_slice(prefix);
+    push_u64(&mut out, rev);
+    out.extend_from_slice(br#","client":"#);
+    push_json_str(&mut out, client);
+    out.extend_from_slice(br#","op":"#);
+    serde_json::to_writer(&mut out, op)?;
     out.push(b'}');
-    Bytes::from(out)
+    Ok(Bytes::from(out))
 }
 
 /// Encodes an `error` frame.
@@ -544,7 +563,7 @@ mod tests {
                 assert_eq!(msg.encode(), msg.encode_generic(), "ack {doc:?}");
             }
             for text in texts {
-                let raw = RawOp::from(vec![
+                let raw = RawOp(vec![
                     RawComponent::Retain(3),
                     RawComponent::Insert(text.into()),
                     RawComponent::Delete(2),
@@ -567,7 +586,7 @@ mod tests {
                 }
             }
             let identity =
-                Op::from_raw(RawOp::from(vec![RawComponent::Retain(4)]), 4).expect("identity op");
+                Op::from_raw(RawOp(vec![RawComponent::Retain(4)]), 4).expect("identity op");
             let msg = ServerMsg::Op {
                 doc,
                 rev: 1,

@@ -10,12 +10,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use self::subscribers::Subscribers;
 use super::text::DocumentText;
 use crate::ids::{ClientId, DocId};
 use crate::ot::{transform_range, Op, RawOp};
 use crate::protocol::{
-    ack_prefix, encode_ack_after, error_frame, ErrorCode, Frame, RevOp, ServerMsg,
-    MAX_CURSOR_RANGES,
+    ack_prefix, encode_ack_after, encode_op_after, error_frame, op_prefix, ErrorCode, Frame, RevOp,
+    ServerMsg, MAX_CURSOR_RANGES,
 };
 use crate::store::{ClientSeq, LogRecord, Snapshot, StoreError, StoredDocument};
 
@@ -161,6 +162,8 @@ pub struct DocumentCore<S> {
     doc: DocId,
     /// Start of every `ack` frame of this document, encoded once.
     ack_prefix: Box<[u8]>,
+    /// Start of every `op` broadcast of this document, encoded once.
+    op_prefix: Box<[u8]>,
     lang: &'static str,
     settings: CoreSettings,
     /// Text at `durable_rev`.
@@ -247,6 +250,7 @@ impl<S: Clone> DocumentCore<S> {
         let len = text.len_chars();
         Ok(DocumentCore {
             ack_prefix: ack_prefix(doc.as_str()),
+            op_prefix: op_prefix(doc.as_str()),
             lang: doc.language(),
             doc,
             settings,
@@ -421,10 +425,15 @@ impl<S: Clone> DocumentCore<S> {
         first
     }
 
+    /// Where in the history the entry that produced revision `rev` is, if it holds it.
+    fn history_index(&self, rev: u64) -> Option<usize> {
+        let index = usize::try_from(rev.checked_sub(self.first_history_rev())?).ok()?;
+        (index < self.history.len()).then_some(index)
+    }
+
     /// The entry that produced revision `rev`, if the history holds it.
     fn entry(&self, rev: u64) -> Option<&Entry> {
-        let index = rev.checked_sub(self.first_history_rev())?;
-        self.history.get(usize::try_from(index).ok()?)
+        self.history.get(self.history_index(rev)?)
     }
 
     /// Length of the document at revision `rev` (which must be within the history or current).
@@ -780,14 +789,11 @@ impl<S: Clone> DocumentCore<S> {
     fn make_durable(&mut self, up_to: u64) {
         let first = self.durable_rev + 1;
         for rev in first..=up_to {
-            let Some(index) = rev
-                .checked_sub(self.first_history_rev())
-                .filter(|&i| i < self.history.len() as u64)
-            else {
+            let Some(index) = self.history_index(rev) else {
                 debug_assert!(false, "undurable entries are never trimmed");
                 continue;
             };
-            let entry = &self.history[index as usize];
+            let entry = &self.history[index];
             if let Err(e) = entry.record.op.apply(&mut self.text) {
                 debug_assert!(false, "an accepted op must apply: {e}");
                 tracing::error!(doc = %self.doc, rev, error = %e, "accepted op did not apply");
@@ -847,13 +853,17 @@ impl<S: Clone> DocumentCore<S> {
                 }
             }
             if self.subscribers.len() > own_count {
-                let frame = ServerMsg::Op {
-                    doc,
-                    rev,
-                    client: record.client.as_str(),
-                    op: &record.op,
-                }
-                .encode();
+                let client = record.client.as_str();
+                let frame = encode_op_after(&self.op_prefix, rev, client, &record.op)
+                    .unwrap_or_else(|_| {
+                        ServerMsg::Op {
+                            doc,
+                            rev,
+                            client,
+                            op: &record.op,
+                        }
+                        .encode()
+                    });
                 if own_count <= 1 {
                     self.outputs.push_back(Output::Broadcast {
                         except: first_own,
@@ -915,5 +925,3 @@ impl<S: Clone> DocumentCore<S> {
 mod subscribers;
 #[cfg(test)]
 mod tests;
-
-use subscribers::Subscribers;

@@ -26,18 +26,6 @@ impl TextBuffer for ropey::Rope {
     }
 }
 
-impl TextBuffer for jumprope::JumpRopeBuf {
-    fn len_chars(&self) -> usize {
-        jumprope::JumpRopeBuf::len_chars(self)
-    }
-    fn insert(&mut self, at: usize, text: &str) {
-        jumprope::JumpRopeBuf::insert(self, at, text)
-    }
-    fn remove(&mut self, range: Range<usize>) {
-        jumprope::JumpRopeBuf::remove(self, range)
-    }
-}
-
 impl Op {
     /// Applies to text whose length is base_len, in place with insert / remove; Err(LengthMismatch) if the length differs.
     pub fn apply<T: TextBuffer + ?Sized>(&self, rope: &mut T) -> Result<(), OpError> {

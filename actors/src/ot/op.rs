@@ -8,9 +8,6 @@ pub const MAX_COMPONENT: u64 = 1 << 40;
 /// the heap.
 pub type InsertText = compact_str::CompactString;
 
-/// The component list of an op.
-pub(crate) type Components = Vec<Component>;
-
 /// One step of an op, applied left to right from position 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Component {
@@ -29,7 +26,7 @@ pub enum Component {
 /// `base_len` code points of the base (a trailing retain is stored explicitly).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
-    pub(crate) components: Components,
+    pub(crate) components: Vec<Component>,
     pub(crate) base_len: usize,
     pub(crate) target_len: usize,
 }
@@ -71,12 +68,6 @@ pub enum OpError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawOp(pub Vec<RawComponent>);
 
-impl From<Vec<RawComponent>> for RawOp {
-    fn from(components: Vec<RawComponent>) -> RawOp {
-        RawOp(components)
-    }
-}
-
 /// One wire component as decoded, before validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawComponent {
@@ -108,11 +99,7 @@ impl Op {
         }
         components.clear();
         components.reserve(raw.0.len() + 1);
-        let mut builder = OpBuilder {
-            components,
-            base_len: 0,
-            target_len: 0,
-        };
+        let mut builder = OpBuilder::in_list(components);
         let mut reach: usize = 0;
         for component in raw.0 {
             match component {
@@ -265,7 +252,7 @@ fn check_reach(reach: usize, n: usize, base_len: usize) -> Result<usize, OpError
 /// Builds a normalized [`Op`] one component at a time, merging as it goes.
 #[derive(Debug)]
 pub(crate) struct OpBuilder {
-    components: Components,
+    components: Vec<Component>,
     base_len: usize,
     target_len: usize,
 }
@@ -273,8 +260,14 @@ pub(crate) struct OpBuilder {
 impl OpBuilder {
     /// An empty builder with room for `capacity` components.
     pub(crate) fn with_capacity(capacity: usize) -> OpBuilder {
+        OpBuilder::in_list(Vec::with_capacity(capacity))
+    }
+
+    /// An empty builder that builds in `components`, which must be empty.
+    fn in_list(components: Vec<Component>) -> OpBuilder {
+        debug_assert!(components.is_empty());
         OpBuilder {
-            components: Components::with_capacity(capacity),
+            components,
             base_len: 0,
             target_len: 0,
         }
