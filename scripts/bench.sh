@@ -119,4 +119,8 @@ for s in $scenarios; do
   esac
 done
 
-python3 "$root/scripts/bench_table.py" "$out" | tee "$out/RESULTS.md"
+{
+  echo "Node settings: defaults plus --max-connections 20000 --op-rate-per-s 20000 --op-burst 40000${NODE_ARGS:+ $NODE_ARGS}; commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  python3 "$root/scripts/bench_table.py" "$out"
+} | tee "$out/RESULTS.md"

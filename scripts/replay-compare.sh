@@ -25,6 +25,10 @@ for ((i = 0; i < rounds; i++)); do
 done
 n=0
 for bin in "$@"; do
+  if [[ ! -s "$work/$n" ]]; then
+    echo "$bin printed no seph-blog1 replay line (trace missing? set CHORUS_TRACES)" >&2
+    exit 1
+  fi
   sort -n "$work/$n" | awk -v name="$bin" \
     '{a[NR] = $1} END {printf "%s: median %s  min %s  max %s ns/op (%d rounds)\n", name, a[int((NR + 1) / 2)], a[1], a[NR], NR}'
   if [[ "${CALLGRIND:-0}" == 1 ]]; then

@@ -101,7 +101,9 @@ async fn acknowledged_ops_survive_kill_9_during_frequent_compactions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_ops_survive_kill_9_with_group_commit() {
-    // Appends written first and made durable by the node-wide syncfs round.
+    // Appends written first, then synced by the node-wide syncfs round. kill -9 keeps the page
+    // cache, so this checks acks, ordering and recovery under the group policy, not the sync
+    // itself (group_sync's unit test counts real syncfs rounds).
     crash_and_recover(&["--fsync", "group", "--compact-every-ops", "50"]).await;
 }
 

@@ -8,9 +8,8 @@
 //!   completed at once (a no-op store).
 //! - [`merge`]: the trace's own merge (a list CRDT) as the reference: where each inserted
 //!   character sits in the merged text; it reproduces `endContent`.
-//! - [`plan_concurrent`] + [`replay_planned`] (together [`simulate_concurrent`]): the 2–3 agents
-//!   of a concurrent trace as OT clients of one `DocumentCore` (one op in flight, later edits
-//!   buffered, broadcasts and acks in order). `plan` searches for a server order and op
+//! - [`plan_concurrent`] + [`replay_planned`]: the 2–3 agents of a concurrent trace as OT
+//!   clients of one `DocumentCore` (one op in flight, later edits buffered, broadcasts and acks in order). `plan` searches for a server order and op
 //!   boundaries under which every agent makes each transaction having seen exactly what the trace
 //!   says (or, where strict OT cannot, a few broadcasts early); each agent writes its
 //!   transactions as their author meant them on the text it has (by the reference merge); the
@@ -166,24 +165,6 @@ pub fn load_concurrent(path: &Path) -> Result<ConcurrentTrace, String> {
         txns,
         agents,
     })
-}
-
-/// The op of one patch on a document of `len` code points.
-pub fn patch_op(patch: &Patch, len: usize) -> Result<Op, String> {
-    let mut components = Vec::with_capacity(3);
-    if patch.0 > 0 {
-        components.push(Component::Retain(patch.0));
-    }
-    if patch.1 > 0 {
-        components.push(Component::Delete(patch.1));
-    }
-    if !patch.2.is_empty() {
-        components.push(Component::Insert(patch.2.as_str().into()));
-    }
-    if components.is_empty() {
-        return Ok(Op::identity(len));
-    }
-    Op::from_components(components, len).map_err(|e| format!("patch {patch:?} on {len} chars: {e}"))
 }
 
 /// The raw (wire) form of a patch, as a client would send it, decoded from its JSON text the way
@@ -1055,12 +1036,6 @@ pub fn plan_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentPlan, String
         failure = next;
     }
     Err(format!("more than {MAX_REPAIRS} ties had to be repaired"))
-}
-
-/// Replays a concurrent trace: [`plan_concurrent`], then [`replay_planned`].
-pub fn simulate_concurrent(trace: &ConcurrentTrace) -> Result<ConcurrentOutcome, String> {
-    let planned = plan_concurrent(trace)?;
-    replay_planned(trace, &planned)
 }
 
 /// Replays a concurrent trace along a plan: each agent an OT client (one op in flight, later

@@ -12,7 +12,9 @@
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -27,6 +29,8 @@ type Waiter = oneshot::Sender<Result<(), (io::ErrorKind, String)>>;
 #[derive(Debug)]
 pub(super) struct GroupSync {
     requests: SyncSender<Waiter>,
+    /// Successful `syncfs` calls so far (a test observes that rounds really sync).
+    rounds: Arc<AtomicU64>,
 }
 
 impl GroupSync {
@@ -34,10 +38,18 @@ impl GroupSync {
     pub(super) fn start(dir: &Path) -> io::Result<GroupSync> {
         let dir = File::open(dir)?;
         let (requests, queue) = sync_channel(MAX_QUEUED);
+        let rounds = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&rounds);
         std::thread::Builder::new()
             .name("chorus-group-sync".into())
-            .spawn(move || run(&dir, &queue))?;
-        Ok(GroupSync { requests })
+            .spawn(move || run(&dir, &queue, &counted))?;
+        Ok(GroupSync { requests, rounds })
+    }
+
+    /// Successful `syncfs` rounds so far.
+    #[cfg(test)]
+    fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
     }
 
     /// Returns once everything this process wrote to the file system before the call is durable.
@@ -61,7 +73,7 @@ impl GroupSync {
 }
 
 /// The thread: one `syncfs` per round for every request queued before it started.
-fn run(dir: &File, queue: &Receiver<Waiter>) {
+fn run(dir: &File, queue: &Receiver<Waiter>, rounds: &AtomicU64) {
     let mut waiters = Vec::new();
     while let Ok(first) = queue.recv() {
         waiters.push(first);
@@ -72,6 +84,9 @@ fn run(dir: &File, queue: &Receiver<Waiter>) {
             }
         }
         let result = sync_file_system(dir).map_err(|e| (e.kind(), e.to_string()));
+        if result.is_ok() {
+            rounds.fetch_add(1, Ordering::Relaxed);
+        }
         for waiter in waiters.drain(..) {
             // A waiter that gave up (its document stopped) needs no answer.
             let _ = waiter.send(result.clone());
@@ -119,5 +134,11 @@ mod tests {
                 .expect("task")
                 .expect("synced");
         }
+        // Every answer came from a real `syncfs` (at least one round, at most one per request).
+        let rounds = group.rounds();
+        assert!(
+            (1..=64).contains(&rounds),
+            "{rounds} syncfs rounds for 64 requests"
+        );
     }
 }
