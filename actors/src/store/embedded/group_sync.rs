@@ -30,6 +30,7 @@ type Waiter = oneshot::Sender<Result<(), (io::ErrorKind, String)>>;
 pub(super) struct GroupSync {
     requests: SyncSender<Waiter>,
     /// Successful `syncfs` calls so far (a test observes that rounds really sync).
+    #[cfg(test)]
     rounds: Arc<AtomicU64>,
 }
 
@@ -43,7 +44,11 @@ impl GroupSync {
         std::thread::Builder::new()
             .name("chorus-group-sync".into())
             .spawn(move || run(&dir, &queue, &counted))?;
-        Ok(GroupSync { requests, rounds })
+        Ok(GroupSync {
+            requests,
+            #[cfg(test)]
+            rounds,
+        })
     }
 
     /// Successful `syncfs` rounds so far.
