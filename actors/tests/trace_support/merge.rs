@@ -327,11 +327,6 @@ impl View {
         }
     }
 
-    /// Number of items shown.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     fn add(&mut self, rank: usize, delta: i32) {
         let mut i = rank + 1;
         while i < self.tree.len() {

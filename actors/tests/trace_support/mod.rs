@@ -36,7 +36,7 @@ use serde::Deserialize;
 
 mod merge;
 
-pub use merge::{Merge, View};
+use merge::{Merge, View};
 
 /// Environment variable naming the folder that holds the traces.
 pub const TRACES_ENV: &str = "CHORUS_TRACES";
