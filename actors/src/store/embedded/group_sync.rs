@@ -43,7 +43,7 @@ impl GroupSync {
         let counted = Arc::clone(&rounds);
         std::thread::Builder::new()
             .name("chorus-group-sync".into())
-            .spawn(move || run(&dir, &queue, &counted))?;
+            .spawn(move || run(|| sync_file_system(&dir), &queue, &counted))?;
         Ok(GroupSync {
             requests,
             #[cfg(test)]
@@ -77,8 +77,14 @@ impl GroupSync {
     }
 }
 
-/// The thread: one `syncfs` per round for every request queued before it started.
-fn run(dir: &File, queue: &Receiver<Waiter>, rounds: &AtomicU64) {
+/// The thread: one `syncfs` (`sync`) per round for every request queued before it started.
+///
+/// A failed round fails every later one too, until the process restarts: the kernel reports a
+/// write-back error to one `syncfs` only, and that may be a round that started before a document's
+/// write yet flushed (and lost) it; a later round would then succeed over lost data. Failing the
+/// appends stops their documents, and nothing is acknowledged that may not be on disk.
+fn run(mut sync: impl FnMut() -> io::Result<()>, queue: &Receiver<Waiter>, rounds: &AtomicU64) {
+    let mut failed: Option<(io::ErrorKind, String)> = None;
     let mut waiters = Vec::new();
     while let Ok(first) = queue.recv() {
         waiters.push(first);
@@ -88,9 +94,22 @@ fn run(dir: &File, queue: &Receiver<Waiter>, rounds: &AtomicU64) {
                 Err(_) => break,
             }
         }
-        let result = sync_file_system(dir).map_err(|e| (e.kind(), e.to_string()));
-        if result.is_ok() {
-            rounds.fetch_add(1, Ordering::Relaxed);
+        let result = match &failed {
+            Some((kind, message)) => Err((
+                *kind,
+                format!("an earlier group sync failed ({message}); restart the node"),
+            )),
+            None => sync().map_err(|e| (e.kind(), e.to_string())),
+        };
+        match &result {
+            Ok(()) => {
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) if failed.is_none() => {
+                tracing::error!(error = %error.1, "group sync failed; every later append fails until the node restarts");
+                failed = Some(error.clone());
+            }
+            Err(_) => {}
         }
         for waiter in waiters.drain(..) {
             // A waiter that gave up (its document stopped) needs no answer.
@@ -145,5 +164,40 @@ mod tests {
             (1..=64).contains(&rounds),
             "{rounds} syncfs rounds for 64 requests"
         );
+    }
+
+    #[test]
+    fn after_a_failed_round_every_later_round_fails() {
+        let (requests, queue) = sync_channel(8);
+        let (first, first_answer) = oneshot::channel();
+        let (second, second_answer) = oneshot::channel();
+        requests.send(first).expect("queued");
+        // The second request is queued while the first round runs, so it gets a round of its own.
+        let mut late = Some((requests, second));
+        let calls = std::cell::Cell::new(0);
+        let rounds = AtomicU64::new(0);
+        run(
+            || {
+                calls.set(calls.get() + 1);
+                if let Some((requests, second)) = late.take() {
+                    requests.send(second).expect("queued");
+                }
+                if calls.get() == 1 {
+                    Err(io::Error::other("EIO"))
+                } else {
+                    Ok(())
+                }
+            },
+            &queue,
+            &rounds,
+        );
+        assert!(first_answer.blocking_recv().expect("answered").is_err());
+        let second = second_answer.blocking_recv().expect("answered");
+        assert!(
+            second.is_err(),
+            "a round after a failed one must not succeed"
+        );
+        assert_eq!(calls.get(), 1, "the failed state is not synced over");
+        assert_eq!(rounds.load(Ordering::Relaxed), 0);
     }
 }
