@@ -13,8 +13,32 @@ use crate::protocol::Frame;
 pub enum Outgoing {
     /// Send this text frame.
     Frame(Frame),
+    /// Send an `ack` text frame: the writer puts it straight into its socket buffer
+    /// ([`crate::protocol::with_ack_pieces`]), so an ack costs no allocation of its own.
+    Ack {
+        /// The document's [`crate::protocol::ack_prefix`].
+        prefix: Arc<[u8]>,
+        /// The acknowledged op's seq.
+        seq: u64,
+        /// The revision it became.
+        rev: u64,
+    },
     /// Send a close frame with this code and reason, then stop.
     Close(u16, &'static str),
+}
+
+impl Outgoing {
+    /// The text frame this item sends, if it is one (`Close` is not): for writers that forward
+    /// frames whole, e.g. to another node.
+    pub fn text_frame(&self) -> Option<Frame> {
+        match self {
+            Outgoing::Frame(frame) => Some(frame.clone()),
+            Outgoing::Ack { prefix, seq, rev } => {
+                Some(crate::protocol::encode_ack_after(prefix, *seq, *rev))
+            }
+            Outgoing::Close(..) => None,
+        }
+    }
 }
 
 /// WebSocket close code for a normal close.
@@ -63,6 +87,16 @@ impl Outbound {
     /// Queues a frame; returns false (and signals overflow) if the queue is full or gone.
     pub fn push(&self, frame: Frame) -> bool {
         self.push_item(Outgoing::Frame(frame))
+    }
+
+    /// Queues an `ack` (see [`Outgoing::Ack`]); returns false (and signals overflow) if the queue
+    /// is full or gone.
+    pub fn push_ack(&self, prefix: &Arc<[u8]>, seq: u64, rev: u64) -> bool {
+        self.push_item(Outgoing::Ack {
+            prefix: Arc::clone(prefix),
+            seq,
+            rev,
+        })
     }
 
     /// Queues a close request; returns false if the queue is full or gone.

@@ -5,6 +5,8 @@
 //! components are decoded leniently into [`RawOp`] so that a malformed op is reported as
 //! `invalid_op` with its `doc` and `seq`, not as a generic `bad_message`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -255,30 +257,58 @@ fn encode_ack(doc: &str, seq: u64, rev: u64) -> Frame {
     encode_ack_after(&ack_prefix(doc), seq, rev)
 }
 
-/// The part of every `ack` of document `doc` before its seq: a document encodes it once.
-pub fn ack_prefix(doc: &str) -> Box<[u8]> {
+/// The part of every `ack` of document `doc` before its seq: a document encodes it once and
+/// shares it with the connections it acknowledges (see [`crate::outbound::Outgoing::Ack`]).
+pub fn ack_prefix(doc: &str) -> Arc<[u8]> {
     let mut out = Vec::with_capacity(32 + doc.len());
     out.extend_from_slice(br#"{"type":"ack","doc":"#);
     push_json_str(&mut out, doc);
     out.extend_from_slice(br#","seq":"#);
-    out.into_boxed_slice()
+    Arc::from(out)
 }
 
-/// An `ack` frame from its document's [`ack_prefix`], allocated at its exact size (a `Bytes` made
-/// from a `Vec` with spare capacity costs a second allocation).
-pub fn encode_ack_after(prefix: &[u8], seq: u64, rev: u64) -> Frame {
-    const REV: &[u8] = br#","rev":"#;
+/// Calls `write` with the pieces of an `ack` frame in order (their concatenation is the frame),
+/// from its document's [`ack_prefix`]: a connection's writer puts them straight into its socket
+/// buffer, without a frame of their own.
+pub fn with_ack_pieces<R>(
+    prefix: &[u8],
+    seq: u64,
+    rev: u64,
+    write: impl FnOnce([&[u8]; 5]) -> R,
+) -> R {
     let mut seq_digits = itoa::Buffer::new();
-    let seq = seq_digits.format(seq).as_bytes();
     let mut rev_digits = itoa::Buffer::new();
-    let rev = rev_digits.format(rev).as_bytes();
-    let mut out = Vec::with_capacity(prefix.len() + seq.len() + REV.len() + rev.len() + 1);
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(seq);
-    out.extend_from_slice(REV);
-    out.extend_from_slice(rev);
-    out.push(b'}');
-    Bytes::from(out)
+    write([
+        prefix,
+        seq_digits.format(seq).as_bytes(),
+        br#","rev":"#,
+        rev_digits.format(rev).as_bytes(),
+        b"}",
+    ])
+}
+
+/// Appends an `ack` frame (see [`with_ack_pieces`]) to `out`.
+pub fn push_ack(out: &mut Vec<u8>, prefix: &[u8], seq: u64, rev: u64) {
+    with_ack_pieces(prefix, seq, rev, |[prefix, seq, rev_key, rev, end]| {
+        out.reserve(prefix.len() + seq.len() + rev_key.len() + rev.len() + end.len());
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(seq);
+        out.extend_from_slice(rev_key);
+        out.extend_from_slice(rev);
+        out.extend_from_slice(end);
+    })
+}
+
+/// An `ack` frame of its own from its document's [`ack_prefix`], allocated at its exact size (a
+/// `Bytes` made from a `Vec` with spare capacity costs a second allocation).
+pub fn encode_ack_after(prefix: &[u8], seq: u64, rev: u64) -> Frame {
+    with_ack_pieces(prefix, seq, rev, |pieces| {
+        let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+        for piece in pieces {
+            out.extend_from_slice(piece);
+        }
+        Bytes::from(out)
+    })
 }
 
 /// `{"type":"op","doc":…,"rev":…,"client":…,"op":[…]}`.
@@ -563,7 +593,7 @@ mod tests {
                 assert_eq!(msg.encode(), msg.encode_generic(), "ack {doc:?}");
             }
             for text in texts {
-                let raw = RawOp(vec![
+                let raw = RawOp(smallvec::smallvec![
                     RawComponent::Retain(3),
                     RawComponent::Insert(text.into()),
                     RawComponent::Delete(2),
@@ -585,8 +615,8 @@ mod tests {
                     assert_eq!(value["doc"], doc);
                 }
             }
-            let identity =
-                Op::from_raw(RawOp(vec![RawComponent::Retain(4)]), 4).expect("identity op");
+            let identity = Op::from_raw(RawOp(smallvec::smallvec![RawComponent::Retain(4)]), 4)
+                .expect("identity op");
             let msg = ServerMsg::Op {
                 doc,
                 rev: 1,

@@ -307,7 +307,7 @@ proptest! {
             .collect();
         let index = index.min(raw.len());
         raw.insert(index, invalid);
-        prop_assert_eq!(Op::from_raw(RawOp(raw), doc_len), Err(expected));
+        prop_assert_eq!(Op::from_raw(RawOp(raw.into()), doc_len), Err(expected));
     }
 
     /// from_raw refuses any op that reaches past the end of its base document.
@@ -337,7 +337,7 @@ proptest! {
             Component::Insert(text) => RawComponent::Insert(text),
         }));
         prop_assert_eq!(
-            Op::from_raw(RawOp(raw), doc_len),
+            Op::from_raw(RawOp(raw.into()), doc_len),
             Err(OpError::PastEnd { reach: doc_len + beyond as usize, base_len: doc_len })
         );
     }

@@ -20,7 +20,7 @@ use chorus_actors::outbound::{
     Outbound, OutboundReceiver, Outgoing, CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_POLICY,
     CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
 };
-use chorus_actors::protocol::decode_client;
+use chorus_actors::protocol::{decode_client, with_ack_pieces};
 use chorus_actors::session::{
     Access, Session, SessionArgs, SessionEvents, SessionLimits, SessionMsg,
 };
@@ -270,7 +270,12 @@ struct FrameWriter {
 impl FrameWriter {
     /// Appends one frame to the pending write.
     fn push(&mut self, opcode: OpCode, payload: &[u8]) {
-        let len = payload.len();
+        self.push_pieces(opcode, &[payload]);
+    }
+
+    /// Appends one frame whose payload is the concatenation of `pieces`.
+    fn push_pieces(&mut self, opcode: OpCode, pieces: &[&[u8]]) {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
         self.buffer.reserve(len + 10);
         self.buffer.push(0x80 | opcode as u8);
         if len < 126 {
@@ -282,7 +287,21 @@ impl FrameWriter {
             self.buffer.push(127);
             self.buffer.extend_from_slice(&(len as u64).to_be_bytes());
         }
-        self.buffer.extend_from_slice(payload);
+        for piece in pieces {
+            self.buffer.extend_from_slice(piece);
+        }
+    }
+
+    /// Appends a queued text frame or ack; a close request is returned, not written.
+    fn push_outgoing(&mut self, item: Outgoing) -> Option<(u16, &'static str)> {
+        match item {
+            Outgoing::Frame(frame) => self.push(OpCode::Text, &frame),
+            Outgoing::Ack { prefix, seq, rev } => with_ack_pieces(&prefix, seq, rev, |pieces| {
+                self.push_pieces(OpCode::Text, &pieces)
+            }),
+            Outgoing::Close(code, reason) => return Some((code, reason)),
+        }
+        None
     }
 
     /// Appends a close frame with `code` and `reason`.
@@ -500,13 +519,12 @@ async fn serve(
                 let mut next = item;
                 let mut frames = 0;
                 loop {
-                    match next {
-                        Some(Outgoing::Frame(frame)) => write.push(OpCode::Text, &frame),
-                        Some(Outgoing::Close(code, reason)) => return write.close(code, reason.as_bytes()).await,
-                        None => {
-                            write.flush().await?;
-                            return Ok(());
-                        }
+                    let Some(item) = next else {
+                        write.flush().await?;
+                        return Ok(());
+                    };
+                    if let Some((code, reason)) = write.push_outgoing(item) {
+                        return write.close(code, reason.as_bytes()).await;
                     }
                     frames += 1;
                     if frames >= MAX_BATCH_FRAMES || write.buffer.len() >= MAX_BATCH_BYTES {
@@ -556,16 +574,11 @@ async fn drain_queue(
     queue: &mut OutboundReceiver,
 ) -> std::io::Result<Option<std::io::Result<()>>> {
     while let Ok(item) = queue.rx.try_recv() {
-        match item {
-            Outgoing::Frame(frame) => {
-                write.push(OpCode::Text, &frame);
-                if write.buffer.len() >= MAX_BATCH_BYTES {
-                    write.flush().await?;
-                }
-            }
-            Outgoing::Close(code, reason) => {
-                return Ok(Some(write.close(code, reason.as_bytes()).await))
-            }
+        if let Some((code, reason)) = write.push_outgoing(item) {
+            return Ok(Some(write.close(code, reason.as_bytes()).await));
+        }
+        if write.buffer.len() >= MAX_BATCH_BYTES {
+            write.flush().await?;
         }
     }
     Ok(None)

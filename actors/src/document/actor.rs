@@ -262,6 +262,15 @@ fn drive(myself: &ActorRef<DocumentMsg>, state: &mut DocumentState) {
                     overflowed.push(conn);
                 }
             }
+            Output::Ack {
+                to: (conn, outbound),
+                seq,
+                rev,
+            } => {
+                if !outbound.push_ack(state.core.ack_prefix(), seq, rev) {
+                    overflowed.push(conn);
+                }
+            }
             Output::Broadcast { except, frame } => {
                 for (conn, (_, outbound)) in state.core.subscribers(except) {
                     if !outbound.push(frame.clone()) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use self::subscribers::Subscribers;
 use super::text::DocumentText;
 use crate::ids::{ClientId, DocId};
-use crate::ot::{transform_range, Op, RawOp};
+use crate::ot::{transform_range, Component, Op, RawOp};
 use crate::protocol::{
     ack_prefix, encode_ack_after, encode_op_after, error_frame, op_prefix, ErrorCode, Frame, RevOp,
     ServerMsg, MAX_CURSOR_RANGES,
@@ -63,6 +63,17 @@ pub enum Output<S> {
         to: S,
         /// Encoded message.
         frame: Frame,
+    },
+    /// Send an `ack` to one subscriber: the driver does not get a frame of its own for it but
+    /// writes it from [`DocumentCore::ack_prefix`] (an ack is the one frame every op produces,
+    /// and a connection can put it straight into its socket buffer).
+    Ack {
+        /// The subscriber's handle.
+        to: S,
+        /// The acknowledged op's seq.
+        seq: u64,
+        /// The revision it became.
+        rev: u64,
     },
     /// Send `frame` to every subscriber except `except` (see [`DocumentCore::subscribers`]).
     Broadcast {
@@ -132,13 +143,17 @@ struct Seen {
     rev: u64,
 }
 
-/// The exactly-once tables: keyed by server-issued random ids, hashed with a fast keyed hash
-/// (one lookup per op; SipHash was a visible share of an op's cost).
+/// The exactly-once table: each client's last accepted op, keyed by server-issued random ids,
+/// hashed with a fast keyed hash (SipHash was a visible share of an op's cost).
 type ClientTable = HashMap<ClientId, Seen, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 struct Entry {
     record: Arc<LogRecord>,
+    /// Revision of the same client's op before this one (seq - 1), 0 if none: the snapshot
+    /// walks these back from a client's last op to its last durable one, so that no table of
+    /// durable state has to be updated per op.
+    prev_rev: u64,
 }
 
 #[derive(Debug)]
@@ -161,7 +176,7 @@ enum Job {
 pub struct DocumentCore<S> {
     doc: DocId,
     /// Start of every `ack` frame of this document, encoded once.
-    ack_prefix: Box<[u8]>,
+    ack_prefix: Arc<[u8]>,
     /// Start of every `op` broadcast of this document, encoded once.
     op_prefix: Box<[u8]>,
     lang: &'static str,
@@ -175,13 +190,14 @@ pub struct DocumentCore<S> {
     len: usize,
     /// Consecutive entries ending at `rev`; every entry after `durable_rev` is kept.
     history: VecDeque<Entry>,
-    /// The last record trimmed from the history, emptied, kept to hold the next op: a steady
-    /// stream of ops then allocates neither records nor component lists.
+    /// The last record trimmed from the history, emptied, kept to hold the next op, and its
+    /// component list (apart, so that taking it needs no check that the record is unshared): a
+    /// steady stream of ops then allocates neither records nor component lists.
     spare: Option<Arc<LogRecord>>,
-    /// Exactly-once table including accepted-but-undurable ops.
+    spare_components: Vec<Component>,
+    /// Exactly-once table including accepted-but-undurable ops (the state as of `durable_rev`,
+    /// which a snapshot stores, is found with [`Entry::prev_rev`]).
     clients: ClientTable,
-    /// Exactly-once table as of `durable_rev` (what a snapshot stores).
-    durable_clients: ClientTable,
     subscribers: Subscribers<ConnId, Subscriber<S>>,
     outputs: VecDeque<Output<S>>,
     job: Option<Job>,
@@ -240,8 +256,10 @@ impl<S: Clone> DocumentCore<S> {
                     rev,
                 },
             );
+            // Loaded ops are durable: no walk back to a durable op ever starts from them.
             history.push_back(Entry {
                 record: Arc::new(record),
+                prev_rev: 0,
             });
             if history.len() > settings.history_ops {
                 history.pop_front();
@@ -260,7 +278,7 @@ impl<S: Clone> DocumentCore<S> {
             len,
             history,
             spare: None,
-            durable_clients: clients.clone(),
+            spare_components: Vec::new(),
             clients,
             subscribers: Subscribers::new(),
             outputs: VecDeque::new(),
@@ -273,6 +291,17 @@ impl<S: Clone> DocumentCore<S> {
     /// The document id.
     pub fn doc(&self) -> &DocId {
         &self.doc
+    }
+
+    /// The start of every `ack` of this document, for writing [`Output::Ack`]
+    /// ([`crate::protocol::with_ack_pieces`]).
+    pub fn ack_prefix(&self) -> &Arc<[u8]> {
+        &self.ack_prefix
+    }
+
+    /// An [`Output::Ack`] as a frame of its own.
+    pub fn ack_frame(&self, seq: u64, rev: u64) -> Frame {
+        encode_ack_after(&self.ack_prefix, seq, rev)
     }
 
     /// Newest durable revision: what clients see.
@@ -481,7 +510,7 @@ impl<S: Clone> DocumentCore<S> {
     }
 
     /// An op from a subscribed connection, written against `base_rev`.
-    pub fn submit(&mut self, conn: ConnId, seq: u64, base_rev: u64, raw: RawOp) {
+    pub fn submit(&mut self, conn: ConnId, seq: u64, base_rev: u64, mut raw: RawOp) {
         let Some(sub) = self.subscribers.get(&conn) else {
             return;
         };
@@ -539,13 +568,8 @@ impl<S: Clone> DocumentCore<S> {
             );
         }
         // The trimmed record's component list, if one is spare, is reused for this op.
-        let components = self
-            .spare
-            .as_mut()
-            .and_then(Arc::get_mut)
-            .map(|spare| std::mem::take(&mut spare.op.components))
-            .unwrap_or_default();
-        let mut op = match Op::from_raw_into(raw, base_len, components) {
+        let components = std::mem::take(&mut self.spare_components);
+        let mut op = match Op::from_raw_into(&mut raw, base_len, components) {
             Ok(op) => op,
             Err(e) => {
                 return self.reply_error(conn, ErrorCode::InvalidOp, &e.to_string(), Some(seq))
@@ -588,7 +612,9 @@ impl<S: Clone> DocumentCore<S> {
         let client = &sub.client;
         self.rev += 1;
         self.len = op.target_len();
-        let seen = Seen { seq, rev: self.rev };
+        let rev = self.rev;
+        let seen = Seen { seq, rev };
+        let prev_rev = last.map_or(0, |s| s.rev);
         match self.clients.get_mut(client) {
             Some(entry) => *entry = seen,
             None => {
@@ -597,7 +623,6 @@ impl<S: Clone> DocumentCore<S> {
         }
         // Into the spare record if there is one; it keeps its client id when that is this
         // client's (no clone, no drop).
-        let rev = self.rev;
         let fresh = |op| {
             Arc::new(LogRecord {
                 rev,
@@ -621,8 +646,29 @@ impl<S: Clone> DocumentCore<S> {
             },
             None => fresh(op),
         };
-        self.history.push_back(Entry { record });
+        self.history.push_back(Entry { record, prev_rev });
         self.bound_dedup_tables();
+    }
+
+    /// A client's last durable op, from its last accepted one (`last`, from the table): the
+    /// client's undurable ops are all in the history, each pointing at the one before.
+    fn durable_seen(&self, last: Seen) -> Option<Seen> {
+        let mut seen = last;
+        while seen.rev > self.durable_rev {
+            let Some(entry) = self.entry(seen.rev) else {
+                debug_assert!(false, "undurable entries are never trimmed");
+                return None;
+            };
+            debug_assert_eq!(entry.record.seq, seen.seq);
+            if entry.prev_rev == 0 {
+                return None;
+            }
+            seen = Seen {
+                seq: seen.seq - 1,
+                rev: entry.prev_rev,
+            };
+        }
+        Some(seen)
     }
 
     fn find_rev(&self, client: &ClientId, seq: u64) -> Option<u64> {
@@ -635,10 +681,10 @@ impl<S: Clone> DocumentCore<S> {
 
     fn ack(&mut self, conn: ConnId, seq: u64, rev: u64) {
         if let Some(sub) = self.subscribers.get(&conn) {
-            let frame = encode_ack_after(&self.ack_prefix, seq, rev);
-            self.outputs.push_back(Output::Send {
+            self.outputs.push_back(Output::Ack {
                 to: sub.handle.clone(),
-                frame,
+                seq,
+                rev,
             });
         }
     }
@@ -718,12 +764,15 @@ impl<S: Clone> DocumentCore<S> {
                 rev: self.durable_rev,
             });
             let mut clients: Vec<ClientSeq> = self
-                .durable_clients
+                .clients
                 .iter()
-                .map(|(client, s)| ClientSeq {
-                    client: client.clone(),
-                    seq: s.seq,
-                    rev: s.rev,
+                .filter_map(|(client, last)| {
+                    let s = self.durable_seen(*last)?;
+                    Some(ClientSeq {
+                        client: client.clone(),
+                        seq: s.seq,
+                        rev: s.rev,
+                    })
                 })
                 .collect();
             clients.sort_by(|a, b| a.client.cmp(&b.client));
@@ -799,8 +848,12 @@ impl<S: Clone> DocumentCore<S> {
                 tracing::error!(doc = %self.doc, rev, error = %e, "accepted op did not apply");
             }
             let record = &entry.record;
-            // One pass over the subscribers: move their cursors over the op and find the
-            // author's connections.
+            // One pass over the subscribers: move their cursors over the op, and acknowledge it
+            // to its author's connections. The author's client gets the ack, every other client
+            // the op (PROTOCOL "Edits"), on every connection it has the document open on: after a
+            // reconnect the client may not have resubmitted from the new one yet, and the old one
+            // may not be closed yet. Sent its own op instead, a client would apply it a second
+            // time.
             let mut own_count = 0;
             let mut first_own = None;
             for (conn, sub) in self.subscribers.iter_mut() {
@@ -812,46 +865,14 @@ impl<S: Clone> DocumentCore<S> {
                 if sub.client == record.client {
                     own_count += 1;
                     first_own.get_or_insert(*conn);
-                }
-            }
-            let seen = Seen {
-                seq: record.seq,
-                rev,
-            };
-            match self.durable_clients.get_mut(&record.client) {
-                Some(entry) => *entry = seen,
-                None => {
-                    self.durable_clients.insert(record.client.clone(), seen);
-                }
-            }
-            let doc = self.doc.as_str();
-            // The author's client gets the ack, every other client the op (PROTOCOL "Edits"), on
-            // every connection it has the document open on: after a reconnect the client may not
-            // have resubmitted from the new one yet, and the old one may not be closed yet. Sent
-            // its own op instead, a client would apply it a second time.
-            if own_count > 0 {
-                let frame = encode_ack_after(&self.ack_prefix, record.seq, rev);
-                // The last connection gets the frame itself: a lone ack is never shared.
-                let mut previous: Option<&Subscriber<S>> = None;
-                for sub in self
-                    .subscribers
-                    .values()
-                    .filter(|s| s.client == record.client)
-                {
-                    if let Some(prev) = previous.replace(sub) {
-                        self.outputs.push_back(Output::Send {
-                            to: prev.handle.clone(),
-                            frame: frame.clone(),
-                        });
-                    }
-                }
-                if let Some(last) = previous {
-                    self.outputs.push_back(Output::Send {
-                        to: last.handle.clone(),
-                        frame,
+                    self.outputs.push_back(Output::Ack {
+                        to: sub.handle.clone(),
+                        seq: record.seq,
+                        rev,
                     });
                 }
             }
+            let doc = self.doc.as_str();
             if self.subscribers.len() > own_count {
                 let client = record.client.as_str();
                 let frame = encode_op_after(&self.op_prefix, rev, client, &record.op)
@@ -889,16 +910,25 @@ impl<S: Clone> DocumentCore<S> {
             self.text.len_chars(),
             self.len_at(self.durable_rev).unwrap_or(usize::MAX)
         );
+        self.trim_history();
+    }
+
+    /// Drops the oldest durable entries past `history_ops`, keeping one emptied record as the
+    /// spare for the next op.
+    fn trim_history(&mut self) {
         while self.history.len() > self.settings.history_ops
             && self.first_history_rev() <= self.durable_rev
         {
-            let Some(Entry { mut record }) = self.history.pop_front() else {
+            let Some(Entry { mut record, .. }) = self.history.pop_front() else {
                 break;
             };
             if self.spare.is_none() {
                 // Unless a store job or an `opened` frame still shares it.
                 if let Some(old) = Arc::get_mut(&mut record) {
-                    old.op.clear();
+                    let components = old.op.take_components();
+                    if self.spare_components.capacity() == 0 {
+                        self.spare_components = components;
+                    }
                     self.spare = Some(record);
                 }
             }
@@ -907,18 +937,23 @@ impl<S: Clone> DocumentCore<S> {
 
     /// Keeps the exactly-once tables within `max_dedup_clients` by forgetting the clients whose
     /// last op is oldest (never one with an undurable op).
+    #[inline]
     fn bound_dedup_tables(&mut self) {
-        let max = self.settings.max_dedup_clients.max(1);
-        if self.clients.len() <= max {
-            return;
+        if self.clients.len() > self.settings.max_dedup_clients.max(1) {
+            self.evict_dedup_clients();
         }
+    }
+
+    /// Forgets the tenth of the clients whose last op is oldest.
+    #[cold]
+    fn evict_dedup_clients(&mut self) {
+        let max = self.settings.max_dedup_clients.max(1);
         // Evict a tenth at once so that the O(n) scan is amortised over many ops.
         let evict = (max / 10).max(1).min(self.clients.len());
         let mut revs: Vec<u64> = self.clients.values().map(|s| s.rev).collect();
         revs.sort_unstable();
         let cutoff = revs[evict - 1].min(self.durable_rev);
         self.clients.retain(|_, s| s.rev > cutoff);
-        self.durable_clients.retain(|_, s| s.rev > cutoff);
     }
 }
 

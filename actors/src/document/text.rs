@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(text.to_text(), "¡héllo 😀!");
         assert!(text == "¡héllo 😀!");
         let op = Op::from_raw(
-            RawOp(vec![
+            RawOp(smallvec::smallvec![
                 RawComponent::Retain(1),
                 RawComponent::Delete(5),
                 RawComponent::Insert("hi".into()),

@@ -27,7 +27,9 @@ mod transform;
 mod wire;
 
 pub use apply::TextBuffer;
-pub use op::{Component, InsertText, Op, OpError, RawComponent, RawOp, MAX_COMPONENT};
+pub use op::{
+    Component, InsertText, Op, OpError, RawComponent, RawComponents, RawOp, MAX_COMPONENT,
+};
 pub use transform::{transform_position, transform_range};
 
 #[cfg(test)]

@@ -66,7 +66,12 @@ pub enum OpError {
 
 /// An op as decoded from the wire, before validation; becomes an [`Op`] through [`Op::from_raw`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RawOp(pub Vec<RawComponent>);
+pub struct RawOp(pub RawComponents);
+
+/// The components of a [`RawOp`]: held inline up to four (a client's op is nearly always
+/// `[position, text or -count]`, optionally with a delete or trailing retain), so decoding an op
+/// and dropping it after validation allocate nothing.
+pub type RawComponents = smallvec::SmallVec<[RawComponent; 4]>;
 
 /// One wire component as decoded, before validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +89,15 @@ pub enum RawComponent {
 impl Op {
     /// Validates a client's op against the length of the document it is based on: non-empty, no 0, no "", integers only, does not reach past base_len; adjacent same-kind components merged, insert-before-delete canonical order, trailing retain implied to reach base_len.
     pub fn from_raw(raw: RawOp, base_len: usize) -> Result<Op, OpError> {
-        Op::from_raw_into(raw, base_len, Vec::new())
+        let mut raw = raw;
+        Op::from_raw_into(&mut raw, base_len, Vec::new())
     }
 
     /// Same as [`from_raw`](Self::from_raw), building the op in `components` (cleared first): a
-    /// caller that recycles ops passes an old op's list to save an allocation.
+    /// caller that recycles ops passes an old op's list to save an allocation. `raw` is left
+    /// empty (taken by reference: an inline list is not copied to be moved).
     pub fn from_raw_into(
-        raw: RawOp,
+        raw: &mut RawOp,
         base_len: usize,
         mut components: Vec<Component>,
     ) -> Result<Op, OpError> {
@@ -101,7 +108,8 @@ impl Op {
         components.reserve(raw.0.len() + 1);
         let mut builder = OpBuilder::in_list(components);
         let mut reach: usize = 0;
-        for component in raw.0 {
+        // Drained in place: moving the inline list into an iterator would copy it.
+        for component in raw.0.drain(..) {
             match component {
                 RawComponent::Retain(n) => {
                     let n = checked_length(n)?;
@@ -159,19 +167,21 @@ impl Op {
         Ok(builder.finish())
     }
 
-    /// Empties the op for reuse of its component list by [`from_raw_into`](Self::from_raw_into)
-    /// (inserted text is freed; a list grown by a large op is not kept, so a record kept for reuse
-    /// holds nothing large). The op is then invalid until rebuilt.
-    pub(crate) fn clear(&mut self) {
+    /// Empties the op and hands over its component list, emptied, for reuse by
+    /// [`from_raw_into`](Self::from_raw_into) (inserted text is freed; a list grown by a large op
+    /// is not kept, so what is kept for reuse holds nothing large). The op is then invalid until
+    /// rebuilt.
+    pub(crate) fn take_components(&mut self) -> Vec<Component> {
         /// Larger lists are freed rather than kept for the next op.
         const KEPT_CAPACITY: usize = 8;
-        if self.components.capacity() > KEPT_CAPACITY {
-            self.components = Vec::new();
-        } else {
-            self.components.clear();
-        }
         self.base_len = 0;
         self.target_len = 0;
+        let mut components = std::mem::take(&mut self.components);
+        if components.capacity() > KEPT_CAPACITY {
+            return Vec::new();
+        }
+        components.clear();
+        components
     }
 
     /// The op that retains a whole document of `len` code points and changes nothing.

@@ -97,7 +97,7 @@ fn raw_op_decodes_every_element_kind() {
     let raw: RawOp =
         serde_json::from_str(r#"[3, -2, "é", 0, 1.5, true, null, [1], {"k": 1}]"#).unwrap();
     assert_eq!(
-        raw.0,
+        raw.0.into_vec(),
         vec![
             RawComponent::Retain(3),
             RawComponent::Delete(2),

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Error as _, Serialize, SerializeSeq, Serializer};
 
-use super::op::{Component, Op, OpError, RawComponent, RawOp};
+use super::op::{Component, Op, OpError, RawComponent, RawComponents, RawOp};
 
 impl Serialize for Op {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -57,7 +57,8 @@ impl<'de> Visitor<'de> for RawOpVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawOp, A::Error> {
         // The size hint comes from the input; cap it so a lying hint cannot reserve much.
-        let mut components = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        let mut components = RawComponents::new();
+        components.reserve(seq.size_hint().unwrap_or(0).min(64));
         while let Some(component) = seq.next_element::<RawComponent>()? {
             components.push(component);
         }

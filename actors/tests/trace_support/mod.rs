@@ -30,6 +30,7 @@ use std::sync::Arc;
 use chorus_actors::document::{CoreSettings, DocumentCore, Output};
 use chorus_actors::ids::{ClientId, DocId};
 use chorus_actors::ot::{Component, Op, RawComponent, RawOp};
+use chorus_actors::protocol::push_ack;
 use chorus_actors::store::StoredDocument;
 use ropey::Rope;
 use serde::Deserialize;
@@ -255,6 +256,9 @@ pub fn replay_sequential(
     while core.poll_output().is_some() {}
     debug_assert!(trace.start.is_empty() || core.text().len_chars() == 0);
     let mut seq = 0;
+    // Acks are written into one reused buffer, as a connection's writer puts them into its
+    // socket buffer.
+    let mut socket = Vec::with_capacity(4096);
     for raw in raws {
         seq += 1;
         outcome.ops += 1;
@@ -262,15 +266,21 @@ pub fn replay_sequential(
         drive_store(&mut core);
         while let Some(output) = core.poll_output() {
             match output {
-                Output::Send { frame, .. } if is_error(&frame) => {
+                Output::Ack { seq, rev, .. } => {
+                    push_ack(&mut socket, core.ack_prefix(), seq, rev);
+                    outcome.acks += 1;
+                }
+                Output::Send { frame, .. } => {
                     outcome.errors += 1;
                     if outcome.first_error.is_none() {
                         outcome.first_error = Some(String::from_utf8_lossy(&frame).into_owned());
                     }
                 }
-                Output::Send { .. } => outcome.acks += 1,
                 Output::Broadcast { .. } => {}
             }
+        }
+        if socket.len() > 3072 {
+            socket.clear();
         }
     }
     (core, outcome)
@@ -868,6 +878,14 @@ impl Simulation<'_> {
                         frame,
                     });
                 }
+                Output::Ack { to, seq, rev } => {
+                    let at = planned.arrives[to as usize];
+                    self.agents[to as usize].downlink.push_back(Pending {
+                        at,
+                        txns: None,
+                        frame: self.core.ack_frame(seq, rev),
+                    });
+                }
                 Output::Broadcast { except, frame } => {
                     for (b, agent) in self.agents.iter_mut().enumerate() {
                         if Some(b as u64) != except {
@@ -1162,13 +1180,25 @@ pub fn run_script(script: &Script) -> DocumentCore<u32> {
         );
     }
     while core.poll_output().is_some() {}
+    // Acks are written into one reused buffer, as a connection's writer puts them into its
+    // socket buffer.
+    let mut socket = Vec::with_capacity(4096);
     for s in &script.submissions {
         core.submit(s.conn, s.seq, s.base_rev, s.raw.clone());
         drive_store(&mut core);
         while let Some(output) = core.poll_output() {
-            if let Output::Send { frame, .. } = &output {
-                assert!(!is_error(frame), "{}", String::from_utf8_lossy(frame));
+            match &output {
+                Output::Send { frame, .. } => {
+                    panic!("{}", String::from_utf8_lossy(frame))
+                }
+                Output::Ack { seq, rev, .. } => {
+                    push_ack(&mut socket, core.ack_prefix(), *seq, *rev)
+                }
+                Output::Broadcast { .. } => {}
             }
+        }
+        if socket.len() > 3072 {
+            socket.clear();
         }
     }
     core

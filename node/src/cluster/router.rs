@@ -17,7 +17,7 @@ use chorus_actors::document::supervisor::{OpenRefused, Subscription};
 use chorus_actors::document::ConnId;
 use chorus_actors::ids::{ClientId, DocId};
 use chorus_actors::ot::RawOp;
-use chorus_actors::outbound::{Outbound, OutboundReceiver, Outgoing};
+use chorus_actors::outbound::{Outbound, OutboundReceiver};
 use chorus_actors::routing::{Directory, DocRoute, LocalDirectory, RemoteDoc, SubscriberEvents};
 use chorus_actors::store::redis::RedisStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -1069,7 +1069,7 @@ async fn forward_frames(
         let mut frames = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next.take() {
-            if let Outgoing::Frame(f) = item {
+            if let Some(f) = item.text_frame() {
                 frames.push(String::from_utf8_lossy(&f).into_owned());
             }
             if frames.len() < MAX_FRAMES_PER_MESSAGE {
