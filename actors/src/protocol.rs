@@ -267,6 +267,9 @@ pub fn ack_prefix(doc: &str) -> Arc<[u8]> {
     Arc::from(out)
 }
 
+/// What follows the seq in an `ack`, before the revision.
+const ACK_REV_KEY: &[u8] = br#","rev":"#;
+
 /// Calls `write` with the pieces of an `ack` frame in order (their concatenation is the frame),
 /// from its document's [`ack_prefix`]: a connection's writer puts them straight into its socket
 /// buffer, without a frame of their own.
@@ -281,22 +284,21 @@ pub fn with_ack_pieces<R>(
     write([
         prefix,
         seq_digits.format(seq).as_bytes(),
-        br#","rev":"#,
+        ACK_REV_KEY,
         rev_digits.format(rev).as_bytes(),
         b"}",
     ])
 }
 
-/// Appends an `ack` frame (see [`with_ack_pieces`]) to `out`.
+/// Appends an `ack` frame (the concatenation of [`with_ack_pieces`]) to `out`. The constant
+/// pieces are copied as constants, not through a slice of pieces.
 pub fn push_ack(out: &mut Vec<u8>, prefix: &[u8], seq: u64, rev: u64) {
-    with_ack_pieces(prefix, seq, rev, |[prefix, seq, rev_key, rev, end]| {
-        out.reserve(prefix.len() + seq.len() + rev_key.len() + rev.len() + end.len());
-        out.extend_from_slice(prefix);
-        out.extend_from_slice(seq);
-        out.extend_from_slice(rev_key);
-        out.extend_from_slice(rev);
-        out.extend_from_slice(end);
-    })
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(digits.format(seq).as_bytes());
+    out.extend_from_slice(ACK_REV_KEY);
+    out.extend_from_slice(digits.format(rev).as_bytes());
+    out.push(b'}');
 }
 
 /// An `ack` frame of its own from its document's [`ack_prefix`], allocated at its exact size (a
@@ -590,7 +592,15 @@ mod tests {
         for doc in docs {
             for (seq, rev) in [(0, 0), (1, 2), (u64::MAX, u64::MAX - 1)] {
                 let msg = ServerMsg::Ack { doc, seq, rev };
-                assert_eq!(msg.encode(), msg.encode_generic(), "ack {doc:?}");
+                let generic = msg.encode_generic();
+                assert_eq!(msg.encode(), generic, "ack {doc:?}");
+                // The connection writer's paths: pieces, and appended to a buffer.
+                let prefix = ack_prefix(doc);
+                let pieces = with_ack_pieces(&prefix, seq, rev, |p| p.concat());
+                assert_eq!(pieces, generic, "ack pieces {doc:?}");
+                let mut buffer = b"before".to_vec();
+                push_ack(&mut buffer, &prefix, seq, rev);
+                assert_eq!(buffer[6..], generic, "pushed ack {doc:?}");
             }
             for text in texts {
                 let raw = RawOp(smallvec::smallvec![
