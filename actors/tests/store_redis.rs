@@ -11,10 +11,10 @@ use chorus_actors::ids::DocId;
 use chorus_actors::store::redis::{
     Owner, RedisSettings, RedisStore, SentinelSettings, MAX_RECORDS_PER_CALL,
 };
-use chorus_actors::store::{DocumentStore, Store, StoreError, StoredDocument};
+use chorus_actors::store::{AppendBatch, DocumentStore, Store, StoreError, StoredDocument};
 
 mod store_support;
-use store_support::{doc, record, records, shared, snapshot};
+use store_support::{batch, doc, record, records, snapshot};
 
 /// Where the tests find Redis (the Debian/Ubuntu package's path).
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -243,17 +243,17 @@ async fn claim_append_reload_round_trip() {
     let (mut handle, stored) = open(&store, &id).await;
     assert_eq!(stored, StoredDocument::default());
     handle
-        .append(&shared(records(1..=3)))
+        .append(batch(records(1..=3)))
         .await
         .expect("append 1..=3");
     handle
-        .append(&[std::sync::Arc::new(record(4))])
+        .append(batch(vec![record(4)]))
         .await
         .expect("append 4");
     // A batch bigger than one script call goes out as several calls in one pipeline.
     let big = (MAX_RECORDS_PER_CALL as u64) * 2 + 17;
     handle
-        .append(&shared(records(5..=4 + big)))
+        .append(batch(records(5..=4 + big)))
         .await
         .expect("append a big batch");
     let last = 4 + big;
@@ -308,7 +308,7 @@ async fn a_live_owner_keeps_its_document_and_a_dead_one_is_fenced() {
     set_alive(&a).await;
     let (mut handle_a, _) = open(&a, &id).await;
     handle_a
-        .append(&shared(records(1..=2)))
+        .append(batch(records(1..=2)))
         .await
         .expect("a appends");
     let token_a = owner(&a, &id).await.token;
@@ -323,7 +323,7 @@ async fn a_live_owner_keeps_its_document_and_a_dead_one_is_fenced() {
     // The refused claim changed nothing.
     assert_eq!(owner(&a, &id).await.token, token_a);
     handle_a
-        .append(&[std::sync::Arc::new(record(3))])
+        .append(batch(vec![record(3)]))
         .await
         .expect("a still appends");
 
@@ -337,7 +337,7 @@ async fn a_live_owner_keeps_its_document_and_a_dead_one_is_fenced() {
 
     // a's writes are refused and leave nothing behind.
     assert!(matches!(
-        handle_a.append(&[std::sync::Arc::new(record(4))]).await,
+        handle_a.append(batch(vec![record(4)])).await,
         Err(StoreError::Fenced)
     ));
     assert!(matches!(
@@ -346,7 +346,7 @@ async fn a_live_owner_keeps_its_document_and_a_dead_one_is_fenced() {
     ));
     assert!(matches!(handle_a.release().await, Err(StoreError::Fenced)));
     handle_b
-        .append(&[std::sync::Arc::new(record(4))])
+        .append(batch(vec![record(4)]))
         .await
         .expect("b appends");
     let (_, stored) = open(&b, &id).await;
@@ -407,15 +407,12 @@ async fn compaction_trims_the_log_and_loads_back() {
     let mut conn = raw(&server.url()).await;
 
     let (mut handle, _) = open(&store, &id).await;
-    handle
-        .append(&shared(records(1..=10)))
-        .await
-        .expect("append");
+    handle.append(batch(records(1..=10))).await.expect("append");
     handle.compact(&snapshot(6)).await.expect("compact at 6");
     let len: u64 = cmd(&mut conn, &[b"LLEN", log_key.as_bytes()]).await;
     assert_eq!(len, 4);
     handle
-        .append(&shared(records(11..=12)))
+        .append(batch(records(11..=12)))
         .await
         .expect("append after compaction");
 
@@ -431,7 +428,7 @@ async fn compaction_trims_the_log_and_loads_back() {
     assert_eq!(stored.snapshot, Some(snapshot(12)));
     assert!(stored.log.is_empty());
     handle
-        .append(&[std::sync::Arc::new(record(13))])
+        .append(batch(vec![record(13)]))
         .await
         .expect("append 13");
 
@@ -459,34 +456,32 @@ async fn gaps_and_damage_are_detected() {
     // An append that does not follow the stored revision is refused and writes nothing.
     let id = doc("gap/append");
     let (mut handle, _) = open(&store, &id).await;
-    handle
-        .append(&shared(records(1..=3)))
-        .await
-        .expect("append");
-    let detail = corrupt_detail(handle.append(&shared(records(5..=6))).await);
+    handle.append(batch(records(1..=3))).await.expect("append");
+    let detail = corrupt_detail(handle.append(batch(records(5..=6))).await);
     assert!(
         detail.contains("revisions from 5 does not follow the stored revision 3"),
         "{detail}"
     );
-    let detail = corrupt_detail(handle.append(&shared(records(2..=4))).await);
+    let detail = corrupt_detail(handle.append(batch(records(2..=4))).await);
     assert!(detail.contains("stored revision 3"), "{detail}");
     let (mut handle, stored) = open(&store, &id).await;
     assert_eq!(stored.log, records(1..=3));
-    // So is a batch with a hole in it, before anything is sent.
+    // A batch with a hole in it cannot even be encoded: nothing is sent.
     let mut holey = records(4..=6);
     holey.remove(1);
     assert!(matches!(
-        handle.append(&shared(holey.clone())).await,
+        AppendBatch::encode(holey.iter()),
         Err(StoreError::Io(_))
     ));
+    handle
+        .append(batch(records(4..=4)))
+        .await
+        .expect("the store took nothing from the refused batch");
 
     // A record missing from the front of the log (no snapshot covers it).
     let id = doc("gap/front");
     let (mut handle, _) = open(&store, &id).await;
-    handle
-        .append(&shared(records(1..=4)))
-        .await
-        .expect("append");
+    handle.append(batch(records(1..=4))).await.expect("append");
     let _: Vec<u8> = cmd(
         &mut conn,
         &[b"LPOP", format!("{prefix}doc:{{gap/front}}:log").as_bytes()],
@@ -511,10 +506,7 @@ async fn gaps_and_damage_are_detected() {
     // A record missing from the middle.
     let id = doc("gap/middle");
     let (mut handle, _) = open(&store, &id).await;
-    handle
-        .append(&shared(records(1..=5)))
-        .await
-        .expect("append");
+    handle.append(batch(records(1..=5))).await.expect("append");
     let key = format!("{prefix}doc:{{gap/middle}}:log");
     let _: () = cmd(&mut conn, &[b"LSET", key.as_bytes(), b"2", b"gone"]).await;
     let _: i64 = cmd(&mut conn, &[b"LREM", key.as_bytes(), b"1", b"gone"]).await;
@@ -534,10 +526,7 @@ async fn gaps_and_damage_are_detected() {
     // A flipped byte in a record, and in the snapshot.
     let id = doc("damaged");
     let (mut handle, _) = open(&store, &id).await;
-    handle
-        .append(&shared(records(1..=3)))
-        .await
-        .expect("append");
+    handle.append(batch(records(1..=3))).await.expect("append");
     handle.compact(&snapshot(1)).await.expect("compact");
     let key = format!("{prefix}doc:{{damaged}}:log");
     let mut bytes: Vec<u8> = cmd(&mut conn, &[b"LINDEX", key.as_bytes(), b"0"]).await;
@@ -559,14 +548,11 @@ async fn gaps_and_damage_are_detected() {
     // A snapshot of another document.
     let id = doc("elsewhere");
     let (mut handle, _) = open(&store, &id).await;
-    handle
-        .append(&shared(records(1..=1)))
-        .await
-        .expect("append");
+    handle.append(batch(records(1..=1))).await.expect("append");
     let good: Vec<u8> = {
         let other = doc("donor");
         let (mut donor, _) = open(&store, &other).await;
-        donor.append(&shared(records(1..=1))).await.expect("append");
+        donor.append(batch(records(1..=1))).await.expect("append");
         donor.compact(&snapshot(1)).await.expect("compact");
         cmd(
             &mut conn,
@@ -598,7 +584,7 @@ async fn a_released_document_is_claimed_by_another_node_at_once() {
 
     let (mut handle_a, _) = open(&a, &id).await;
     handle_a
-        .append(&shared(records(1..=5)))
+        .append(batch(records(1..=5)))
         .await
         .expect("append");
     let token_a = owner(&a, &id).await.token;
@@ -610,11 +596,11 @@ async fn a_released_document_is_claimed_by_another_node_at_once() {
     assert_eq!(stored.log, records(1..=5));
     assert!(owner(&b, &id).await.token > token_a);
     assert!(matches!(
-        handle_a.append(&[std::sync::Arc::new(record(6))]).await,
+        handle_a.append(batch(vec![record(6)])).await,
         Err(StoreError::Fenced)
     ));
     handle_b
-        .append(&[std::sync::Arc::new(record(6))])
+        .append(batch(vec![record(6)]))
         .await
         .expect("b appends");
 }
@@ -630,7 +616,7 @@ async fn wait_without_a_replica_fails_clearly_and_fast() {
     let id = doc("w");
     let (mut handle, _) = open(&store, &id).await;
     let started = Instant::now();
-    match handle.append(&shared(records(1..=2))).await {
+    match handle.append(batch(records(1..=2))).await {
         Err(StoreError::NotReplicated {
             wanted: 1,
             confirmed: 0,
@@ -672,7 +658,7 @@ async fn wait_with_a_replica_confirms_appends() {
     let (mut handle, _) = open(&store, &id).await;
     for rev in 1..=20 {
         handle
-            .append(&[std::sync::Arc::new(record(rev))])
+            .append(batch(vec![record(rev)]))
             .await
             .expect("append confirmed by the replica");
     }
@@ -725,7 +711,7 @@ async fn sentinel_finds_the_primary_and_follows_a_failover() {
     let id = doc("via/sentinel");
     let (mut handle, _) = open(&store, &id).await;
     handle
-        .append(&shared(records(1..=3)))
+        .append(batch(records(1..=3)))
         .await
         .expect("append through sentinel");
     let token = owner(&store, &id).await.token;
@@ -744,7 +730,7 @@ async fn sentinel_finds_the_primary_and_follows_a_failover() {
     let started = Instant::now();
     let mut failures = 0;
     loop {
-        match handle.append(&[std::sync::Arc::new(record(4))]).await {
+        match handle.append(batch(vec![record(4)])).await {
             Ok(()) => break,
             Err(StoreError::Io(_)) if started.elapsed() < Duration::from_secs(20) => {
                 failures += 1;
@@ -758,7 +744,7 @@ async fn sentinel_finds_the_primary_and_follows_a_failover() {
         started.elapsed()
     );
     handle
-        .append(&[std::sync::Arc::new(record(5))])
+        .append(batch(vec![record(5)]))
         .await
         .expect("append on the new primary");
     let (_, stored) = open(&store, &id).await;
@@ -810,14 +796,11 @@ async fn a_paused_server_times_out_and_the_store_reconnects() {
     let store = RedisStore::connect(s).await.expect("connect");
     let id = doc("paused");
     let (mut handle, _) = open(&store, &id).await;
-    handle
-        .append(&shared(records(1..=2)))
-        .await
-        .expect("append");
+    handle.append(batch(records(1..=2))).await.expect("append");
 
     signal(&server, "-STOP");
     let started = Instant::now();
-    match handle.append(&[std::sync::Arc::new(record(3))]).await {
+    match handle.append(batch(vec![record(3)])).await {
         Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -836,10 +819,10 @@ async fn a_paused_server_times_out_and_the_store_reconnects() {
     }
     // The append that timed out was queued on the old connection and ran once the server
     // resumed: its outcome was unknown, and the revision check now tells.
-    let detail = corrupt_detail(handle.append(&[std::sync::Arc::new(record(3))]).await);
+    let detail = corrupt_detail(handle.append(batch(vec![record(3)])).await);
     assert!(detail.contains("stored revision 3"), "{detail}");
     handle
-        .append(&[std::sync::Arc::new(record(4))])
+        .append(batch(vec![record(4)]))
         .await
         .expect("append after resume");
     let (_, stored) = open(&store, &id).await;

@@ -13,7 +13,7 @@ use crate::ids::{ClientId, DocId};
 use crate::ot::RawOp;
 use crate::outbound::Outbound;
 use crate::protocol::ErrorCode;
-use crate::store::{DocumentStore, Store, StoreError};
+use crate::store::{AppendBatch, DocumentStore, Snapshot, Store, StoreError};
 
 /// Messages a document actor handles.
 #[derive(Debug)]
@@ -233,16 +233,36 @@ fn arm_idle_timer(myself: &ActorRef<DocumentMsg>, state: &mut DocumentState) {
     });
 }
 
+/// A store job as the write task performs it.
+enum StoreWrite {
+    Append(AppendBatch),
+    Compact(Snapshot),
+    /// The records could not be encoded: the write fails without touching the store.
+    Refused(StoreError),
+}
+
 /// Drains the core's outputs in a fixed order: start the next store job, then deliver frames.
 fn drive(myself: &ActorRef<DocumentMsg>, state: &mut DocumentState) {
     if let Some(mut store) = state.store.take() {
         match state.core.poll_store_job() {
             Some(job) => {
                 let myself = myself.clone();
+                // The records are encoded here, once, so that the write owns bytes and the
+                // history keeps plain records.
+                let write = match job {
+                    StoreJob::Append { .. } => {
+                        match AppendBatch::encode(state.core.append_records()) {
+                            Ok(batch) => StoreWrite::Append(batch),
+                            Err(error) => StoreWrite::Refused(error),
+                        }
+                    }
+                    StoreJob::Compact(snapshot) => StoreWrite::Compact(snapshot),
+                };
                 tokio::spawn(async move {
-                    let result = match &job {
-                        StoreJob::Append(records) => store.append(records).await,
-                        StoreJob::Compact(snapshot) => store.compact(snapshot).await,
+                    let result = match write {
+                        StoreWrite::Append(batch) => store.append(batch).await,
+                        StoreWrite::Compact(snapshot) => store.compact(&snapshot).await,
+                        StoreWrite::Refused(error) => Err(error),
                     };
                     // If the actor is gone, its undurable ops were never acknowledged: nothing to do.
                     let _ = myself.cast(DocumentMsg::StoreDone { store, result });

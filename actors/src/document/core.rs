@@ -88,42 +88,17 @@ pub enum Output<S> {
 /// [`DocumentCore::store_done`]. At most one is in flight.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreJob {
-    /// Append these records (consecutive revisions) durably. They are shared with the core's
-    /// history (which transforms later ops over them), not copied.
-    Append(RecordBatch),
+    /// Append the records of revisions `first_rev..=last_rev` durably: the driver reads them with
+    /// [`DocumentCore::append_records`] and encodes them for its store before it starts the write
+    /// (the write then owns bytes, not records shared with the history).
+    Append {
+        /// Revision of the first record.
+        first_rev: u64,
+        /// Revision of the last record.
+        last_rev: u64,
+    },
     /// Replace the stored state up to `snapshot.rev` by this snapshot.
     Compact(Snapshot),
-}
-
-/// The records of one append: a slice of shared records, without a `Vec` allocation for the
-/// common batch of one op.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordBatch(Batch);
-
-#[derive(Debug, Clone, PartialEq)]
-enum Batch {
-    One(Arc<LogRecord>),
-    Many(Vec<Arc<LogRecord>>),
-}
-
-impl std::ops::Deref for RecordBatch {
-    type Target = [Arc<LogRecord>];
-
-    fn deref(&self) -> &[Arc<LogRecord>] {
-        match &self.0 {
-            Batch::One(record) => std::slice::from_ref(record),
-            Batch::Many(records) => records,
-        }
-    }
-}
-
-impl<'a> IntoIterator for &'a RecordBatch {
-    type Item = &'a Arc<LogRecord>;
-    type IntoIter = std::slice::Iter<'a, Arc<LogRecord>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
 }
 
 /// The store failed to make ops durable: the driver must stop this document (its accepted but
@@ -149,7 +124,7 @@ type ClientTable = HashMap<ClientId, Seen, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 struct Entry {
-    record: Arc<LogRecord>,
+    record: LogRecord,
     /// Revision of the same client's op before this one (seq - 1), 0 if none: the snapshot
     /// walks these back from a client's last op to its last durable one, so that no table of
     /// durable state has to be updated per op.
@@ -190,11 +165,11 @@ pub struct DocumentCore<S> {
     len: usize,
     /// Consecutive entries ending at `rev`; every entry after `durable_rev` is kept.
     history: VecDeque<Entry>,
-    /// The last record trimmed from the history, emptied, kept to hold the next op, and its
-    /// component list (apart, so that taking it needs no check that the record is unshared): a
-    /// steady stream of ops then allocates neither records nor component lists.
-    spare: Option<Arc<LogRecord>>,
+    /// The component list and the client id of the last record trimmed from the history, kept
+    /// for the next op: a steady stream of ops then allocates no component lists, and an author
+    /// who keeps typing costs no reference count.
     spare_components: Vec<Component>,
+    spare_client: Option<ClientId>,
     /// Exactly-once table including accepted-but-undurable ops (the state as of `durable_rev`,
     /// which a snapshot stores, is found with [`Entry::prev_rev`]).
     clients: ClientTable,
@@ -258,7 +233,7 @@ impl<S: Clone> DocumentCore<S> {
             );
             // Loaded ops are durable: no walk back to a durable op ever starts from them.
             history.push_back(Entry {
-                record: Arc::new(record),
+                record,
                 prev_rev: 0,
             });
             if history.len() > settings.history_ops {
@@ -277,8 +252,8 @@ impl<S: Clone> DocumentCore<S> {
             rev,
             len,
             history,
-            spare: None,
             spare_components: Vec::new(),
+            spare_client: None,
             clients,
             subscribers: Subscribers::new(),
             outputs: VecDeque::new(),
@@ -621,30 +596,16 @@ impl<S: Clone> DocumentCore<S> {
                 self.clients.insert(client.clone(), seen);
             }
         }
-        // Into the spare record if there is one; it keeps its client id when that is this
-        // client's (no clone, no drop).
-        let fresh = |op| {
-            Arc::new(LogRecord {
-                rev,
-                client: client.clone(),
-                seq,
-                op,
-            })
+        // The spare client id when it is this client's (no reference count touched).
+        let client = match self.spare_client.take() {
+            Some(spare) if spare == *client => spare,
+            _ => client.clone(),
         };
-        let record = match self.spare.take() {
-            Some(mut spare) => match Arc::get_mut(&mut spare) {
-                Some(slot) => {
-                    slot.rev = rev;
-                    if slot.client != *client {
-                        slot.client = client.clone();
-                    }
-                    slot.seq = seq;
-                    slot.op = op;
-                    spare
-                }
-                None => fresh(op),
-            },
-            None => fresh(op),
+        let record = LogRecord {
+            rev,
+            client,
+            seq,
+            op,
         };
         self.history.push_back(Entry { record, prev_rev });
         self.bound_dedup_tables();
@@ -788,18 +749,30 @@ impl<S: Clone> DocumentCore<S> {
         }
         let count = pending.min(self.settings.max_batch_ops.max(1));
         let up_to = self.durable_rev + count as u64;
-        let records = if count == 1 {
-            let record = self.entry(up_to).map(|e| Arc::clone(&e.record))?;
-            Batch::One(record)
-        } else {
-            let records = (self.durable_rev + 1..=up_to)
-                .filter_map(|rev| self.entry(rev).map(|e| Arc::clone(&e.record)))
-                .collect::<Vec<_>>();
-            debug_assert_eq!(records.len(), count);
-            Batch::Many(records)
-        };
         self.job = Some(Job::Append { up_to });
-        Some(StoreJob::Append(RecordBatch(records)))
+        Some(StoreJob::Append {
+            first_rev: self.durable_rev + 1,
+            last_rev: up_to,
+        })
+    }
+
+    /// The records of the append in flight ([`StoreJob::Append`]), in revision order; nothing when
+    /// no append is in flight.
+    pub fn append_records(&self) -> impl ExactSizeIterator<Item = &LogRecord> + '_ {
+        let range = match self.job {
+            Some(Job::Append { up_to }) => match (
+                self.history_index(self.durable_rev + 1),
+                self.history_index(up_to),
+            ) {
+                (Some(first), Some(last)) => first..last + 1,
+                _ => {
+                    debug_assert!(false, "undurable entries are never trimmed");
+                    0..0
+                }
+            },
+            _ => 0..0,
+        };
+        self.history.range(range).map(|e| &e.record)
     }
 
     /// The store finished the job [`poll_store_job`](Self::poll_store_job) gave. On a successful
@@ -922,16 +895,10 @@ impl<S: Clone> DocumentCore<S> {
             let Some(Entry { mut record, .. }) = self.history.pop_front() else {
                 break;
             };
-            if self.spare.is_none() {
-                // Unless a store job or an `opened` frame still shares it.
-                if let Some(old) = Arc::get_mut(&mut record) {
-                    let components = old.op.take_components();
-                    if self.spare_components.capacity() == 0 {
-                        self.spare_components = components;
-                    }
-                    self.spare = Some(record);
-                }
+            if self.spare_components.capacity() == 0 {
+                self.spare_components = record.op.take_components();
             }
+            self.spare_client = Some(record.client);
         }
     }
 

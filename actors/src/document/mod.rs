@@ -6,5 +6,5 @@ pub mod core;
 pub mod supervisor;
 pub mod text;
 
-pub use self::core::{ConnId, CoreSettings, DocumentCore, Output, RecordBatch, StoreJob};
+pub use self::core::{ConnId, CoreSettings, DocumentCore, Output, StoreJob};
 pub use self::text::DocumentText;

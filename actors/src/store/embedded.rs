@@ -48,7 +48,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::OwnedMutexGuard;
 
-use super::{DocumentStore, LogRecord, Snapshot, Store, StoreError, StoredDocument};
+use super::{AppendBatch, DocumentStore, LogRecord, Snapshot, Store, StoreError, StoredDocument};
 use crate::ids::DocId;
 
 /// Whether writes wait for the disk.
@@ -271,26 +271,20 @@ impl EmbeddedDocument {
 
 #[async_trait::async_trait]
 impl DocumentStore for EmbeddedDocument {
-    async fn append(&mut self, records: &[Arc<LogRecord>]) -> Result<(), StoreError> {
-        if records.is_empty() {
+    async fn append(&mut self, batch: AppendBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
             return Ok(());
         }
-        let first_rev = self.next_rev();
-        let mut bytes = Vec::new();
-        let mut relative_offsets = Vec::with_capacity(records.len());
-        let batch_len = records.len() as u64;
-        for (index, record) in records.iter().enumerate() {
-            let expected = first_rev + index as u64;
-            if record.rev != expected {
-                return Err(invalid_input(format!(
-                    "document {}: appending revision {} where {expected} comes next",
-                    self.doc, record.rev
-                )));
-            }
-            relative_offsets.push(bytes.len() as u64);
-            codec::encode_record(record, index as u64, batch_len, &mut bytes)
-                .map_err(|detail| invalid_input(format!("document {}: {detail}", self.doc)))?;
+        let expected = self.next_rev();
+        if batch.first_rev() != expected {
+            return Err(invalid_input(format!(
+                "document {}: appending revision {} where {expected} comes next",
+                self.doc,
+                batch.first_rev()
+            )));
         }
+        let relative_offsets: Vec<u64> = batch.starts().map(|start| start as u64).collect();
+        let bytes = batch.into_bytes();
         let state = self.take_log()?;
         // With group commit an append to an open log is only written here and synced below; a
         // new log is created fully synced, as with `Always`.

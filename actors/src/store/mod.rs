@@ -4,10 +4,11 @@
 //! performs a write, so "a write is in flight" is simply "the actor does not hold its store".
 //! Implementations: [`embedded::EmbeddedStore`] (local disk, the single-node default).
 
+mod batch;
 pub mod embedded;
 pub mod redis;
 
-use std::sync::Arc;
+pub use self::batch::AppendBatch;
 
 use crate::ids::{ClientId, DocId};
 use crate::ot::Op;
@@ -113,10 +114,10 @@ pub trait Store: Send + Sync + 'static {
 /// One document's durable state, owned by its document actor.
 #[async_trait::async_trait]
 pub trait DocumentStore: Send + 'static {
-    /// Appends `records` (consecutive revisions following what is stored) as one write. Returns
-    /// only once they are durable per the configured fsync policy; on error none of them may be
-    /// treated as durable.
-    async fn append(&mut self, records: &[Arc<LogRecord>]) -> Result<(), StoreError>;
+    /// Appends the records of `batch` (consecutive revisions following what is stored) as one
+    /// write. Returns only once they are durable per the configured fsync policy; on error none
+    /// of them may be treated as durable.
+    async fn append(&mut self, batch: AppendBatch) -> Result<(), StoreError>;
 
     /// Replaces everything up to `snapshot.rev` with `snapshot`, so that disk use and load time
     /// stay bounded. Records after `snapshot.rev` are kept.

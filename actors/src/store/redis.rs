@@ -51,7 +51,7 @@ use ::redis::{Cmd, FromRedisValue, Pipeline, Value};
 use self::conn::{invalid, Connector, Retry};
 use self::scripts::{describe, optional_text, LuaScript, Reply, Scripts};
 use super::embedded::codec;
-use super::{DocumentStore, LogRecord, Snapshot, Store, StoreError, StoredDocument};
+use super::{AppendBatch, DocumentStore, LogRecord, Snapshot, Store, StoreError, StoredDocument};
 use crate::ids::DocId;
 
 /// Default key prefix.
@@ -321,9 +321,9 @@ pub struct RedisDocumentStore {
 
 #[async_trait::async_trait]
 impl DocumentStore for RedisDocumentStore {
-    async fn append(&mut self, records: &[Arc<LogRecord>]) -> Result<(), StoreError> {
+    async fn append(&mut self, batch: AppendBatch) -> Result<(), StoreError> {
         self.inner
-            .append(&self.doc, &self.keys, &self.token, records)
+            .append(&self.doc, &self.keys, &self.token, &batch)
             .await
     }
 
@@ -657,35 +657,22 @@ impl Inner {
         doc: &DocId,
         keys: &DocKeys,
         token: &str,
-        records: &[Arc<LogRecord>],
+        batch: &AppendBatch,
     ) -> Result<(), StoreError> {
-        let Some(first) = records.first() else {
+        if batch.is_empty() {
             return Ok(());
-        };
+        }
         let refuse =
             |detail: String| StoreError::Io(io::Error::new(io::ErrorKind::InvalidInput, detail));
-        for (index, record) in records.iter().enumerate() {
-            if Some(record.rev) != first.rev.checked_add(index as u64) || record.rev == 0 {
-                return Err(refuse(format!(
-                    "append to {doc}: record {index} has revision {}, not consecutive from {}",
-                    record.rev, first.rev
-                )));
-            }
-            if record.rev > MAX_SCRIPT_INT {
-                return Err(refuse(format!(
-                    "append to {doc}: revision {} is over 2^52",
-                    record.rev
-                )));
-            }
+        // The batch's revisions are consecutive from 1 or more (`AppendBatch::encode`).
+        if batch.last_rev() > MAX_SCRIPT_INT {
+            return Err(refuse(format!(
+                "append to {doc}: revision {} is over 2^52",
+                batch.last_rev()
+            )));
         }
-        let batch_len = records.len() as u64;
-        let mut encoded = Vec::with_capacity(records.len());
-        for (index, record) in records.iter().enumerate() {
-            let mut bytes = Vec::new();
-            codec::encode_record(record, index as u64, batch_len, &mut bytes)
-                .map_err(|e| refuse(format!("append to {doc}: {e}")))?;
-            encoded.push(bytes);
-        }
+        let encoded: Vec<&[u8]> = batch.records().collect();
+        let rev_of = |index: usize| batch.first_rev() + index as u64;
         // Split into script calls of bounded size, all in one pipeline.
         let mut calls = Vec::new();
         let mut firsts = Vec::new();
@@ -700,15 +687,15 @@ impl Inner {
                 bytes += encoded[end].len();
                 end += 1;
             }
-            let prev = records[start].rev - 1;
-            let last = records[end - 1].rev;
+            let prev = rev_of(start) - 1;
+            let last = rev_of(end - 1);
             let mut args = Vec::with_capacity(4 + end - start);
             args.push(self.incarnation.as_bytes().to_vec());
             args.push(token.as_bytes().to_vec());
             args.push(prev.to_string().into_bytes());
             args.push(last.to_string().into_bytes());
-            args.extend(encoded[start..end].iter().cloned());
-            firsts.push(records[start].rev);
+            args.extend(encoded[start..end].iter().map(|record| record.to_vec()));
+            firsts.push(rev_of(start));
             calls.push(ScriptCall {
                 script: &self.scripts.append,
                 keys: vec![keys.owner.clone(), keys.meta.clone(), keys.log.clone()],

@@ -3,11 +3,9 @@
 
 #![allow(dead_code)] // Each including test uses a different part.
 
-use std::sync::Arc;
-
 use chorus_actors::ids::{ClientId, DocId};
 use chorus_actors::ot::{Component, Op};
-use chorus_actors::store::{ClientSeq, LogRecord, Snapshot};
+use chorus_actors::store::{AppendBatch, ClientSeq, LogRecord, Snapshot};
 
 /// The one client of every fixture record.
 const CLIENT: &str = "0123456789abcdef0123456789abcdef";
@@ -46,9 +44,9 @@ pub fn records(revs: std::ops::RangeInclusive<u64>) -> Vec<LogRecord> {
     revs.map(record).collect()
 }
 
-/// Records as the store takes them (shared with the document core's history).
-pub fn shared(records: Vec<LogRecord>) -> Vec<Arc<LogRecord>> {
-    records.into_iter().map(Arc::new).collect()
+/// Records as the store takes them: encoded into one append (consecutive revisions).
+pub fn batch(records: Vec<LogRecord>) -> AppendBatch {
+    AppendBatch::encode(records.iter()).expect("consecutive records encode")
 }
 
 /// The snapshot after `rev` records.

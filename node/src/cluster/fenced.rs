@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use chorus_actors::ids::DocId;
-use chorus_actors::store::{DocumentStore, LogRecord, Snapshot, Store, StoreError, StoredDocument};
+use chorus_actors::store::{
+    AppendBatch, DocumentStore, Snapshot, Store, StoreError, StoredDocument,
+};
 
 use super::membership::Membership;
 
@@ -57,9 +59,9 @@ struct FencedDocumentStore {
 
 #[async_trait::async_trait]
 impl DocumentStore for FencedDocumentStore {
-    async fn append(&mut self, records: &[Arc<LogRecord>]) -> Result<(), StoreError> {
+    async fn append(&mut self, batch: AppendBatch) -> Result<(), StoreError> {
         check(&self.membership)?;
-        self.inner.append(records).await?;
+        self.inner.append(batch).await?;
         // Written (token-checked) but if the lease lapsed meanwhile, do not acknowledge: the
         // clients resubmit and exactly-once makes that safe.
         check(&self.membership)

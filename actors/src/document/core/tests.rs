@@ -117,11 +117,21 @@ impl FakeStore {
             .unwrap_or(0)
     }
 
-    /// Performs `job` as a real store would (appends follow what is stored).
-    fn apply(&mut self, job: &StoreJob) {
+    /// Performs `job`, which `core` has in flight, as a real store would (appends follow what is
+    /// stored).
+    fn apply<S: Clone>(&mut self, job: &StoreJob, core: &DocumentCore<S>) {
         match job {
-            StoreJob::Append(records) => {
+            StoreJob::Append {
+                first_rev,
+                last_rev,
+            } => {
+                let records: Vec<&LogRecord> = core.append_records().collect();
                 assert!(!records.is_empty(), "an append job has records");
+                assert_eq!(
+                    (records[0].rev, records[records.len() - 1].rev),
+                    (*first_rev, *last_rev),
+                    "the job's records are its revisions"
+                );
                 for record in records {
                     assert_eq!(
                         record.rev,
@@ -248,7 +258,7 @@ impl Fixture {
     /// Performs the next store job successfully, if there is one.
     fn run_job(&mut self) -> Option<StoreJob> {
         let job = self.core.poll_store_job()?;
-        self.store.apply(&job);
+        self.store.apply(&job, &self.core);
         self.core
             .store_done(Ok(()))
             .expect("a successful write is not an error");
@@ -376,9 +386,14 @@ fn an_op_is_applied_acked_and_broadcast_only_once_durable() {
     assert!(!fx.core.is_flushed());
 
     let job = fx.core.poll_store_job().expect("an accepted op is written");
-    let StoreJob::Append(records) = &job else {
-        panic!("expected an append, got {job:?}")
-    };
+    assert_eq!(
+        job,
+        StoreJob::Append {
+            first_rev: 1,
+            last_rev: 1
+        }
+    );
+    let records: Vec<&LogRecord> = fx.core.append_records().collect();
     assert_eq!(records.len(), 1);
     assert_eq!(
         (records[0].rev, &records[0].client, records[0].seq),
@@ -391,7 +406,7 @@ fn an_op_is_applied_acked_and_broadcast_only_once_durable() {
         "nothing is sent while the write is in flight"
     );
 
-    fx.store.apply(&job);
+    fx.store.apply(&job, &fx.core);
     fx.core.store_done(Ok(())).expect("the write succeeded");
     fx.pump();
     assert_eq!(
@@ -425,7 +440,7 @@ fn ops_submitted_while_a_write_is_in_flight_are_written_together() {
             None,
             "no second write while one is in flight"
         );
-        fx.store.apply(&first);
+        fx.store.apply(&first, &fx.core);
         fx.core.store_done(Ok(())).expect("written");
         fx.pump();
         assert_eq!(fx.take(1), vec![ack(1, 1)]);
@@ -436,11 +451,15 @@ fn ops_submitted_while_a_write_is_in_flight_are_written_together() {
 
         for expected in &batches {
             let job = fx.run_job().expect("a batch is written");
-            let StoreJob::Append(records) = job else {
+            let StoreJob::Append {
+                first_rev,
+                last_rev,
+            } = job
+            else {
                 panic!("expected an append")
             };
             assert_eq!(
-                records.iter().map(|r| r.rev).collect::<Vec<_>>(),
+                (first_rev..=last_rev).collect::<Vec<_>>(),
                 *expected,
                 "max_batch_ops {max_batch_ops}"
             );
@@ -821,7 +840,7 @@ fn a_failed_append_stops_the_document_and_nothing_is_acked() {
     fx.open(2, 2, None);
     fx.submit(1, 1, 0, json!(["a"]));
     let job = fx.core.poll_store_job().expect("a write");
-    assert!(matches!(job, StoreJob::Append(_)));
+    assert!(matches!(job, StoreJob::Append { .. }));
     let failed = fx
         .core
         .store_done(Err(io_error()))
@@ -904,7 +923,7 @@ fn compaction_writes_a_snapshot_that_loads_back_with_text_revision_and_dedup() {
             clients
         })
     );
-    fx.store.apply(&job);
+    fx.store.apply(&job, &fx.core);
     fx.core.store_done(Ok(())).expect("compacted");
     assert_eq!(fx.core.poll_store_job(), None);
     fx.commit(2, 2, json!([-1]));
@@ -965,7 +984,7 @@ fn a_snapshot_taken_while_a_client_has_ops_pipelined_stores_its_last_durable_op(
     fx.submit(1, 3, 1, json!([1, "c"]));
     assert_eq!(fx.core.rev(), 4);
     let appended = fx.run_job().expect("the append of revision 2");
-    assert!(matches!(appended, StoreJob::Append(_)));
+    assert!(matches!(appended, StoreJob::Append { .. }));
     let job = fx
         .core
         .poll_store_job()
@@ -988,7 +1007,7 @@ fn a_snapshot_taken_while_a_client_has_ops_pipelined_stores_its_last_durable_op(
     ];
     expected.sort_by(|a, b| a.client.cmp(&b.client));
     assert_eq!(snapshot.clients, expected, "as of revision 2, not 4");
-    fx.store.apply(&job);
+    fx.store.apply(&job, &fx.core);
     fx.core.store_done(Ok(())).expect("compacted");
     fx.pump();
     // One more op durable, then the next snapshot: client 1's seq 2 at revision 3.
@@ -1618,8 +1637,9 @@ impl Sim {
     /// Records a write that reached the store.
     fn write(&mut self, job: &StoreJob) {
         match job {
-            StoreJob::Append(records) => {
-                for record in records {
+            StoreJob::Append { .. } => {
+                let records: Vec<&LogRecord> = self.core.append_records().collect();
+                for &record in &records {
                     assert_eq!(
                         record.rev,
                         self.audit.len() as u64 + 1,
@@ -1661,14 +1681,22 @@ impl Sim {
                 self.stats.compactions += 1;
             }
         }
-        self.store.apply(job);
+        self.store.apply(job, &self.core);
     }
 
     fn complete_job(&mut self, job: StoreJob, may_fail: bool) {
         let fail = may_fail && self.rng.random_bool(0.04);
         match (&job, fail) {
-            (StoreJob::Append(records), true) => {
-                self.event(format!("store fails to append {} records", records.len()));
+            (
+                StoreJob::Append {
+                    first_rev,
+                    last_rev,
+                },
+                true,
+            ) => {
+                self.event(format!(
+                    "store fails to append revs {first_rev}..={last_rev}"
+                ));
                 self.stats.store_failures += 1;
                 assert!(
                     self.core.store_done(Err(io_error())).is_err(),
@@ -1686,9 +1714,10 @@ impl Sim {
             }
             (_, false) => {
                 self.event(match &job {
-                    StoreJob::Append(r) => {
-                        format!("store appends revs {}..={}", r[0].rev, r[r.len() - 1].rev)
-                    }
+                    StoreJob::Append {
+                        first_rev,
+                        last_rev,
+                    } => format!("store appends revs {first_rev}..={last_rev}"),
                     StoreJob::Compact(s) => format!("store compacts at rev {}", s.rev),
                 });
                 self.write(&job);
