@@ -420,33 +420,22 @@ impl<S: Clone> DocumentCore<S> {
     /// Computed, not read from the oldest record: that record is the one least likely to be in
     /// the CPU's cache, and reading it on every op was the largest single cost of an op.
     fn first_history_rev(&self) -> u64 {
-        let first = self.rev + 1 - self.history.len() as u64;
-        debug_assert_eq!(
-            first,
-            self.history.front().map_or(self.rev + 1, |e| e.record.rev),
-            "the history holds consecutive revisions ending at rev"
-        );
-        first
+        first_rev_of(&self.history, self.rev)
     }
 
     /// Where in the history the entry that produced revision `rev` is, if it holds it.
     fn history_index(&self, rev: u64) -> Option<usize> {
-        let index = usize::try_from(rev.checked_sub(self.first_history_rev())?).ok()?;
-        (index < self.history.len()).then_some(index)
+        index_of(&self.history, self.rev, rev)
     }
 
     /// The entry that produced revision `rev`, if the history holds it.
     fn entry(&self, rev: u64) -> Option<&Entry> {
-        self.history.get(self.history_index(rev)?)
+        entry_of(&self.history, self.rev, rev)
     }
 
     /// Length of the document at revision `rev` (which must be within the history or current).
     fn len_at(&self, rev: u64) -> Option<usize> {
-        if rev == self.rev {
-            Some(self.len)
-        } else {
-            self.entry(rev + 1).map(|e| e.record.op.base_len())
-        }
+        len_of(&self.history, self.rev, self.len, rev)
     }
 
     /// A connection stops following the document; the others are told it left.
@@ -489,9 +478,11 @@ impl<S: Clone> DocumentCore<S> {
         let Some(sub) = self.subscribers.get(&conn) else {
             return;
         };
-        // The client's id is borrowed, not cloned: a clone and its drop are two atomic
-        // operations, a visible share of an op (see the record below).
-        let last = self.clients.get(&sub.client).copied();
+        // One lookup: the client's entry is updated in place once the op is accepted (so the
+        // history is read below through its fields, not through `&self` methods). The id is
+        // borrowed, not cloned: a clone and its drop are two atomic operations.
+        let mut slot = self.clients.get_mut(&sub.client);
+        let last = slot.as_deref().copied();
         let last_seq = last.map_or(0, |s| s.seq);
         if seq == 0 {
             return self.reply_error(conn, ErrorCode::BadMessage, "seq starts at 1", Some(seq));
@@ -524,13 +515,14 @@ impl<S: Clone> DocumentCore<S> {
             );
             return self.reply_error(conn, ErrorCode::InvalidOp, &message, Some(seq));
         }
-        let Some(base_len) = (base_rev + 1 >= self.first_history_rev())
-            .then(|| self.len_at(base_rev))
+        let first_rev = first_rev_of(&self.history, self.rev);
+        let Some(base_len) = (base_rev + 1 >= first_rev)
+            .then(|| len_of(&self.history, self.rev, self.len, base_rev))
             .flatten()
         else {
             let message = format!(
                 "base revision {base_rev} is older than the history kept (from revision {})",
-                self.first_history_rev().saturating_sub(1)
+                first_rev.saturating_sub(1)
             );
             return self.reply_error(conn, ErrorCode::StaleRev, &message, Some(seq));
         };
@@ -551,7 +543,7 @@ impl<S: Clone> DocumentCore<S> {
             }
         };
         for rev in base_rev + 1..=self.rev {
-            let rebased = match self.entry(rev) {
+            let rebased = match entry_of(&self.history, self.rev, rev) {
                 Some(e) => op.transform_over(&e.record.op),
                 None => {
                     debug_assert!(false, "history must hold every revision after the base");
@@ -579,27 +571,21 @@ impl<S: Clone> DocumentCore<S> {
             );
             return self.reply_error(conn, ErrorCode::TooLarge, &message, Some(seq));
         }
-        // Found above; looked up again (not cloned) before anything changes.
-        let Some(sub) = self.subscribers.get(&conn) else {
-            debug_assert!(false, "the subscriber was found above");
-            return;
-        };
-        let client = &sub.client;
+        // Accepted: nothing above changed any state.
         self.rev += 1;
         self.len = op.target_len();
         let rev = self.rev;
         let seen = Seen { seq, rev };
-        let prev_rev = last.map_or(0, |s| s.rev);
-        match self.clients.get_mut(client) {
+        match slot.as_deref_mut() {
             Some(entry) => *entry = seen,
             None => {
-                self.clients.insert(client.clone(), seen);
+                self.clients.insert(sub.client.clone(), seen);
             }
         }
         // The spare client id when it is this client's (no reference count touched).
         let client = match self.spare_client.take() {
-            Some(spare) if spare == *client => spare,
-            _ => client.clone(),
+            Some(spare) if spare == sub.client => spare,
+            _ => sub.client.clone(),
         };
         let record = LogRecord {
             rev,
@@ -607,6 +593,7 @@ impl<S: Clone> DocumentCore<S> {
             seq,
             op,
         };
+        let prev_rev = last.map_or(0, |s| s.rev);
         self.history.push_back(Entry { record, prev_rev });
         self.bound_dedup_tables();
     }
@@ -921,6 +908,41 @@ impl<S: Clone> DocumentCore<S> {
         revs.sort_unstable();
         let cutoff = revs[evict - 1].min(self.durable_rev);
         self.clients.retain(|_, s| s.rev > cutoff);
+    }
+}
+
+// The history's lookups as functions of its fields, so that `submit` can use them while it holds
+// the client's exactly-once entry (one table lookup per op).
+
+/// Revision of the oldest op in `history`, which ends at `rev` (`rev + 1` when empty). Computed,
+/// not read from the oldest record: that is the memory an op is least likely to find in cache.
+fn first_rev_of(history: &VecDeque<Entry>, rev: u64) -> u64 {
+    let first = rev + 1 - history.len() as u64;
+    debug_assert_eq!(
+        first,
+        history.front().map_or(rev + 1, |e| e.record.rev),
+        "the history holds consecutive revisions ending at rev"
+    );
+    first
+}
+
+/// Where in `history` (ending at `rev`) the entry that produced revision `at` is.
+fn index_of(history: &VecDeque<Entry>, rev: u64, at: u64) -> Option<usize> {
+    let index = usize::try_from(at.checked_sub(first_rev_of(history, rev))?).ok()?;
+    (index < history.len()).then_some(index)
+}
+
+/// The entry of `history` (ending at `rev`) that produced revision `at`.
+fn entry_of(history: &VecDeque<Entry>, rev: u64, at: u64) -> Option<&Entry> {
+    history.get(index_of(history, rev, at)?)
+}
+
+/// Length of the document at revision `at`, from `history` ending at `rev` with length `len`.
+fn len_of(history: &VecDeque<Entry>, rev: u64, len: usize, at: u64) -> Option<usize> {
+    if at == rev {
+        Some(len)
+    } else {
+        entry_of(history, rev, at + 1).map(|e| e.record.op.base_len())
     }
 }
 
