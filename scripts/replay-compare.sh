@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 for ((i = 0; i < rounds; i++)); do
   n=0
   for bin in "$@"; do
-    REPLAY_ONLY=seph-blog1 REPLAY_RUNS=5 "$bin" --bench |
+    REPLAY_ONLY=seph-blog1 REPLAY_RUNS=5 REPLAY_CORE_ALONE=0 "$bin" --bench |
       awk '/seph-blog1 sequential/ {print $9}' >>"$work/$n"
     n=$((n + 1))
   done
@@ -33,7 +33,7 @@ for bin in "$@"; do
     '{a[NR] = $1} END {printf "%s: median %s  min %s  max %s ns/op (%d rounds)\n", name, a[int((NR + 1) / 2)], a[1], a[NR], NR}'
   if [[ "${CALLGRIND:-0}" == 1 ]]; then
     # The op count from the bench's own line, the instruction total from valgrind's summary.
-    REPLAY_ONLY=seph-blog1 REPLAY_RUNS=1 valgrind --tool=callgrind --toggle-collect='*replay_sequential*' \
+    REPLAY_ONLY=seph-blog1 REPLAY_RUNS=1 REPLAY_CORE_ALONE=0 valgrind --tool=callgrind --toggle-collect='*replay_sequential*' \
       --callgrind-out-file="$work/cg.$n" "$bin" --bench 2>&1 |
       awk '/seph-blog1 sequential/ {ops = $4} /refs:/ {gsub(",", "", $4); refs = $4}
            END {if (ops > 0) printf "  %.0f instructions per op\n", refs / ops; else print "  no replay line"}'

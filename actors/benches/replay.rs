@@ -10,7 +10,8 @@
 //! adds per op.
 //!
 //! Run: `cargo bench -p chorus-actors --bench replay` (set `REPLAY_RUNS` to change the 7 runs,
-//! `REPLAY_ONLY=seph-blog1` to run one trace, e.g. under `valgrind --tool=callgrind`).
+//! `REPLAY_ONLY=seph-blog1` to run one trace, e.g. under `valgrind --tool=callgrind`, and
+//! `REPLAY_CORE_ALONE=0` to skip the replay that leaves acks unencoded).
 
 #[path = "../tests/trace_support/mod.rs"]
 mod trace_support;
@@ -22,7 +23,7 @@ use chorus_actors::ot::TextBuffer;
 
 use trace_support::{
     load_concurrent, load_sequential, plan_concurrent, replay_planned, replay_sequential,
-    run_script, sequential_raws, trace_path,
+    run_script, sequential_raws, trace_path, Acks,
 };
 
 /// Runs of each measurement; the median is reported.
@@ -38,7 +39,7 @@ fn report(name: &str, ops: usize, samples: Vec<Duration>) {
     let median = median(samples);
     let ns = median.as_nanos() as f64 / ops as f64;
     println!(
-        "{name:<44} {ops:>7} ops  median {:>8.2} ms  {ns:>8.1} ns/op  {:>6.2} M ops/s  (best {:.1} ns/op)",
+        "{name:<50} {ops:>7} ops  median {:>8.2} ms  {ns:>8.1} ns/op  {:>6.2} M ops/s  (best {:.1} ns/op)",
         median.as_secs_f64() * 1e3,
         1e3 / ns,
         best.as_nanos() as f64 / ops as f64
@@ -85,19 +86,36 @@ fn main() {
             let trace = load_sequential(&path).expect("trace loads");
             let raws = sequential_raws(&trace);
             let ops = raws.len();
-            let mut samples = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let input = raws.clone();
-                let started = Instant::now();
-                let (core, outcome) = replay_sequential(&trace, input);
-                samples.push(started.elapsed());
-                assert_eq!(outcome.errors, 0, "{:?}", outcome.first_error);
-                assert!(
-                    core.text() == trace.end.as_str(),
-                    "seph-blog1 did not end in endContent"
-                );
+            // The document's work per op, with each ack written as the connection's writer
+            // writes it; then the document state machine alone (in the node the ack is written
+            // by the connection's task, not the document's).
+            let variants = [
+                ("seph-blog1 sequential (submit+store+ack)", Acks::Encoded),
+                (
+                    "seph-blog1 document core alone (acks not encoded)",
+                    Acks::Counted,
+                ),
+            ];
+            let core_alone = std::env::var("REPLAY_CORE_ALONE").map_or(true, |v| v != "0");
+            for (label, acks) in variants
+                .into_iter()
+                .filter(|(_, acks)| core_alone || *acks == Acks::Encoded)
+            {
+                let mut samples = Vec::with_capacity(runs);
+                for _ in 0..runs {
+                    let input = raws.clone();
+                    let started = Instant::now();
+                    let (core, outcome) = replay_sequential(&trace, input, acks);
+                    samples.push(started.elapsed());
+                    assert_eq!(outcome.errors, 0, "{:?}", outcome.first_error);
+                    assert_eq!(outcome.acks, ops, "one ack per op");
+                    assert!(
+                        core.text() == trace.end.as_str(),
+                        "seph-blog1 did not end in endContent"
+                    );
+                }
+                report(label, ops, samples);
             }
-            report("seph-blog1 sequential (submit+store+ack)", ops, samples);
             // The same edits straight into the document's rope, without the state machine: the
             // part of an op's cost that any design of the server pays.
             let mut samples = Vec::with_capacity(runs);

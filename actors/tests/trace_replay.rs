@@ -8,7 +8,7 @@ mod trace_support;
 
 use trace_support::{
     load_concurrent, load_sequential, plan_concurrent, replay_planned, replay_sequential,
-    run_script, sequential_raws, trace_path,
+    run_script, sequential_raws, trace_path, Acks,
 };
 
 /// Path of trace `name`, or `None` after printing why the test is skipped.
@@ -33,7 +33,7 @@ fn sequential_seph_blog1_ends_in_end_content() {
     assert!(trace.start.is_empty(), "seph-blog1 starts empty");
     let raws = sequential_raws(&trace);
     let ops = raws.len();
-    let (core, outcome) = replay_sequential(&trace, raws);
+    let (core, outcome) = replay_sequential(&trace, raws, Acks::Encoded);
     assert_eq!(outcome.errors, 0, "first error: {:?}", outcome.first_error);
     assert_eq!(outcome.acks, ops, "one ack per op");
     assert_eq!(core.durable_rev(), ops as u64);

@@ -235,12 +235,23 @@ pub struct SequentialOutcome {
     pub first_error: Option<String>,
 }
 
+/// What the sequential replay does with each `ack` the core asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Writes it into one reused buffer, as a connection's writer puts it into its socket buffer
+    /// (in the node that runs in the connection's task, not the document's).
+    Encoded,
+    /// Only counts it: the document state machine alone.
+    Counted,
+}
+
 /// Replays a sequential trace: each patch is one op based on the current revision, made durable
 /// at once. Returns the core (its text must equal `trace.end`).
 #[inline(never)] // a profiler can then measure the replay alone
 pub fn replay_sequential(
     trace: &SequentialTrace,
     raws: Vec<RawOp>,
+    acks: Acks,
 ) -> (DocumentCore<u32>, SequentialOutcome) {
     let mut core = new_core();
     let mut outcome = SequentialOutcome {
@@ -256,8 +267,6 @@ pub fn replay_sequential(
     while core.poll_output().is_some() {}
     debug_assert!(trace.start.is_empty() || core.text().len_chars() == 0);
     let mut seq = 0;
-    // Acks are written into one reused buffer, as a connection's writer puts them into its
-    // socket buffer.
     let mut socket = Vec::with_capacity(4096);
     for raw in raws {
         seq += 1;
@@ -267,7 +276,9 @@ pub fn replay_sequential(
         while let Some(output) = core.poll_output() {
             match output {
                 Output::Ack { seq, rev, .. } => {
-                    push_ack(&mut socket, core.ack_prefix(), seq, rev);
+                    if acks == Acks::Encoded {
+                        push_ack(&mut socket, core.ack_prefix(), seq, rev);
+                    }
                     outcome.acks += 1;
                 }
                 Output::Send { frame, .. } => {
