@@ -1,12 +1,13 @@
 //! Benchmarks of the wire codec on the hot path of one keystroke: decoding a client's `op` frame,
-//! encoding the author's `ack` and the once-per-op `op` broadcast.
+//! encoding the author's `ack` (as a frame of its own, and as the connection writes it into its
+//! socket buffer) and the once-per-op `op` broadcast.
 //!
 //! Run: `cargo bench -p chorus-actors --bench codec -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
 
 use chorus_actors::ot::{Component, Op};
-use chorus_actors::protocol::{decode_client, ServerMsg};
+use chorus_actors::protocol::{ack_prefix, decode_client, push_ack, ServerMsg};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 /// A client id as the server issues them (32 hex characters).
@@ -49,6 +50,17 @@ fn encode(c: &mut Criterion) {
                 rev: black_box(48214),
             }
             .encode()
+        })
+    });
+    // The connection's path: the document's ack prefix, written into a reused buffer.
+    let prefix = ack_prefix(DOC);
+    let mut socket = Vec::with_capacity(4096);
+    group.bench_function("ack_into_socket_buffer", |b| {
+        b.iter(|| {
+            if socket.len() > 3072 {
+                socket.clear();
+            }
+            push_ack(&mut socket, &prefix, black_box(1207), black_box(48214));
         })
     });
     let keystroke = Op::from_components(

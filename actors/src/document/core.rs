@@ -481,7 +481,7 @@ impl<S: Clone> DocumentCore<S> {
         // One lookup: the client's entry is updated in place once the op is accepted (so the
         // history is read below through its fields, not through `&self` methods). The id is
         // borrowed, not cloned: a clone and its drop are two atomic operations.
-        let mut slot = self.clients.get_mut(&sub.client);
+        let slot = self.clients.get_mut(&sub.client);
         let last = slot.as_deref().copied();
         let last_seq = last.map_or(0, |s| s.seq);
         if seq == 0 {
@@ -576,7 +576,7 @@ impl<S: Clone> DocumentCore<S> {
         self.len = op.target_len();
         let rev = self.rev;
         let seen = Seen { seq, rev };
-        match slot.as_deref_mut() {
+        match slot {
             Some(entry) => *entry = seen,
             None => {
                 self.clients.insert(sub.client.clone(), seen);
