@@ -889,7 +889,7 @@ impl<S: Clone> DocumentCore<S> {
         }
     }
 
-    /// Keeps the exactly-once tables within `max_dedup_clients` by forgetting the clients whose
+    /// Keeps the exactly-once table within `max_dedup_clients` by forgetting the clients whose
     /// last op is oldest (never one with an undurable op).
     #[inline]
     fn bound_dedup_tables(&mut self) {
