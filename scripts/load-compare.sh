@@ -7,7 +7,8 @@
 #
 # The scenario defaults to 1 000 clients over 100 documents at 2 ops/s each; override with
 # LOAD_ARGS (chorus-chaos load flags), e.g. LOAD_ARGS="--clients 10 --docs 1 --closed-loop".
-# The generator is $CHAOS (default target/release/chorus-chaos). JSON reports go to $OUT_DIR.
+# NODE_ARGS adds node flags (e.g. "--fsync never"). The generator is $CHAOS (default
+# target/release/chorus-chaos). JSON reports go to $OUT_DIR.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
   echo "usage: $0 ROUNDS NODE_BINARY..." >&2
@@ -42,8 +43,10 @@ for ((i = 1; i <= rounds; i++)); do
   for bin in "$@"; do
     node_dir="$(mktemp -d)"
     port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    # shellcheck disable=SC2086 # NODE_ARGS is a list of flags
     "$bin" --listen "127.0.0.1:$port" --data-dir "$node_dir/data" --log warn \
-      --max-connections 20000 --op-rate-per-s 20000 --op-burst 40000 >"$node_dir/node.log" 2>&1 &
+      --max-connections 20000 --op-rate-per-s 20000 --op-burst 40000 ${NODE_ARGS:-} \
+      >"$node_dir/node.log" 2>&1 &
     node_pid=$!
     listening=0
     for _ in $(seq 1 300); do
