@@ -21,6 +21,7 @@ chaos="${CHAOS:-$root/target/release/chorus-chaos}"
 out="${OUT_DIR:-$(mktemp -d)}"
 load_args="${LOAD_ARGS:---clients 1000 --docs 100 --rate 2}"
 mkdir -p "$out"
+echo "load-compare: JSON reports in $out"
 ulimit -n "$(ulimit -Hn)" || true
 
 node_pid=""
@@ -44,13 +45,16 @@ for ((i = 1; i <= rounds; i++)); do
     node_dir="$(mktemp -d)"
     port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     # shellcheck disable=SC2086 # NODE_ARGS is a list of flags
-    "$bin" --listen "127.0.0.1:$port" --data-dir "$node_dir/data" --log warn \
+    # Only the flags given here: no CHORUS_* setting from the caller's environment.
+    env -u CHORUS_CONFIG $(env | sed -n 's/^\(CHORUS_[A-Z_]*\)=.*/-u \1/p') \
+      "$bin" --listen "127.0.0.1:$port" --data-dir "$node_dir/data" --log warn \
       --max-connections 20000 --op-rate-per-s 20000 --op-burst 40000 ${NODE_ARGS:-} \
       >"$node_dir/node.log" 2>&1 &
     node_pid=$!
     listening=0
     for _ in $(seq 1 300); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then listening=1; break; fi
+      kill -0 "$node_pid" 2>/dev/null || break
       sleep 0.1
     done
     if [[ $listening == 0 ]]; then
@@ -60,17 +64,28 @@ for ((i = 1; i <= rounds; i++)); do
     fi
     json="$out/$n.$i.json"
     # shellcheck disable=SC2086 # LOAD_ARGS is a list of flags
+    # A failed check or a timeout is reported with the run, not a reason to stop comparing.
+    status=0
     timeout 600 "$chaos" load --nodes "ws://127.0.0.1:$port/ws" --server-pid "$node_pid" \
-      --json "$json" --seed "$i" --quiet --warmup-s 3 --duration-s 10 $load_args >/dev/null
+      --json "$json" --seed "$i" --quiet --warmup-s 3 --duration-s 10 $load_args >/dev/null ||
+      status=$?
     stop_node
-    python3 - "$json" "$bin" <<'PY'
+    if [[ ! -s "$json" ]]; then
+      echo "$bin: run $i wrote no report (exit $status)"
+    else
+      python3 - "$json" "$bin" "$status" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-p = d["peers_latency"]
-print(f"{sys.argv[2]}: p50 {p['p50_ms']:.2f} ms  p99 {p['p99_ms']:.2f} ms  "
-      f"server {d['server_cpu_us_per_op']:.1f} us/op  generator {d['generator_cpu_s']:.2f} CPU-s  "
-      f"checks {'ok' if (d.get('checks') or {}).get('converged') and d['checks'].get('no_loss') else 'FAILED or skipped'}")
+p = d.get("peers_latency") or {}
+def num(v, fmt):
+    return "n/a" if v is None else format(v, fmt)
+checks = d.get("checks") or {}
+verdict = "ok" if checks.get("converged") and checks.get("no_loss") else "FAILED or skipped"
+print(f"{sys.argv[2]}: p50 {num(p.get('p50_ms'), '.2f')} ms  p99 {num(p.get('p99_ms'), '.2f')} ms  "
+      f"server {num(d.get('server_cpu_us_per_op'), '.1f')} us/op  "
+      f"generator {num(d.get('generator_cpu_s'), '.2f')} CPU-s  checks {verdict}  exit {sys.argv[3]}")
 PY
+    fi
     n=$((n + 1))
     sleep 2
   done

@@ -14,7 +14,7 @@ pub enum Outgoing {
     /// Send this text frame.
     Frame(Frame),
     /// Send an `ack` text frame: the writer puts it straight into its socket buffer
-    /// ([`crate::protocol::with_ack_pieces`]), so an ack costs no allocation of its own.
+    /// ([`crate::protocol::push_ack`]), so an ack costs no allocation of its own.
     Ack {
         /// The document's [`crate::protocol::ack_prefix`].
         prefix: Arc<[u8]>,
@@ -30,11 +30,11 @@ pub enum Outgoing {
 impl Outgoing {
     /// The text frame this item sends, if it is one (`Close` is not): for writers that forward
     /// frames whole, e.g. to another node.
-    pub fn text_frame(&self) -> Option<Frame> {
+    pub fn into_text_frame(self) -> Option<Frame> {
         match self {
-            Outgoing::Frame(frame) => Some(frame.clone()),
+            Outgoing::Frame(frame) => Some(frame),
             Outgoing::Ack { prefix, seq, rev } => {
-                Some(crate::protocol::encode_ack_after(prefix, *seq, *rev))
+                Some(crate::protocol::encode_ack_after(&prefix, seq, rev))
             }
             Outgoing::Close(..) => None,
         }

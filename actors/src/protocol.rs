@@ -258,7 +258,8 @@ fn encode_ack(doc: &str, seq: u64, rev: u64) -> Frame {
 }
 
 /// The part of every `ack` of document `doc` before its seq: a document encodes it once and
-/// shares it with the connections it acknowledges (see [`crate::outbound::Outgoing::Ack`]).
+/// shares it with the connections it acknowledges (see [`crate::outbound::Outgoing::Ack`]; each
+/// queued ack holds a reference, one atomic increment and decrement per ack).
 pub fn ack_prefix(doc: &str) -> Arc<[u8]> {
     let mut out = Vec::with_capacity(32 + doc.len());
     out.extend_from_slice(br#"{"type":"ack","doc":"#);
@@ -270,28 +271,20 @@ pub fn ack_prefix(doc: &str) -> Arc<[u8]> {
 /// What follows the seq in an `ack`, before the revision.
 const ACK_REV_KEY: &[u8] = br#","rev":"#;
 
-/// Calls `write` with the pieces of an `ack` frame in order (their concatenation is the frame),
-/// from its document's [`ack_prefix`]: a connection's writer puts them straight into its socket
-/// buffer, without a frame of their own.
-pub fn with_ack_pieces<R>(
-    prefix: &[u8],
-    seq: u64,
-    rev: u64,
-    write: impl FnOnce([&[u8]; 5]) -> R,
-) -> R {
-    let mut seq_digits = itoa::Buffer::new();
-    let mut rev_digits = itoa::Buffer::new();
-    write([
-        prefix,
-        seq_digits.format(seq).as_bytes(),
-        ACK_REV_KEY,
-        rev_digits.format(rev).as_bytes(),
-        b"}",
-    ])
+/// Number of decimal digits of `n`.
+fn decimal_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
-/// Appends an `ack` frame (the concatenation of [`with_ack_pieces`]) to `out`. The constant
-/// pieces are copied as constants, not through a slice of pieces.
+/// Length in bytes of the `ack` that [`push_ack`] writes, without writing it (a connection's
+/// writer puts the WebSocket header first).
+pub fn ack_len(prefix: &[u8], seq: u64, rev: u64) -> usize {
+    prefix.len() + decimal_digits(seq) + ACK_REV_KEY.len() + decimal_digits(rev) + 1
+}
+
+/// Appends an `ack` to `out`, from its document's [`ack_prefix`]: how a connection's writer puts
+/// it straight into its socket buffer, without a frame of its own. Writes exactly
+/// [`ack_len`] bytes.
 pub fn push_ack(out: &mut Vec<u8>, prefix: &[u8], seq: u64, rev: u64) {
     let mut digits = itoa::Buffer::new();
     out.extend_from_slice(prefix);
@@ -304,13 +297,9 @@ pub fn push_ack(out: &mut Vec<u8>, prefix: &[u8], seq: u64, rev: u64) {
 /// An `ack` frame of its own from its document's [`ack_prefix`], allocated at its exact size (a
 /// `Bytes` made from a `Vec` with spare capacity costs a second allocation).
 pub fn encode_ack_after(prefix: &[u8], seq: u64, rev: u64) -> Frame {
-    with_ack_pieces(prefix, seq, rev, |pieces| {
-        let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
-        for piece in pieces {
-            out.extend_from_slice(piece);
-        }
-        Bytes::from(out)
-    })
+    let mut out = Vec::with_capacity(ack_len(prefix, seq, rev));
+    push_ack(&mut out, prefix, seq, rev);
+    Bytes::from(out)
 }
 
 /// `{"type":"op","doc":…,"rev":…,"client":…,"op":[…]}`.
@@ -594,13 +583,12 @@ mod tests {
                 let msg = ServerMsg::Ack { doc, seq, rev };
                 let generic = msg.encode_generic();
                 assert_eq!(msg.encode(), generic, "ack {doc:?}");
-                // The connection writer's paths: pieces, and appended to a buffer.
+                // The connection writer's path: appended to a buffer, its length known first.
                 let prefix = ack_prefix(doc);
-                let pieces = with_ack_pieces(&prefix, seq, rev, |p| p.concat());
-                assert_eq!(pieces, generic, "ack pieces {doc:?}");
                 let mut buffer = b"before".to_vec();
                 push_ack(&mut buffer, &prefix, seq, rev);
                 assert_eq!(buffer[6..], generic, "pushed ack {doc:?}");
+                assert_eq!(ack_len(&prefix, seq, rev), generic.len(), "ack_len {doc:?}");
             }
             for text in texts {
                 let raw = RawOp(smallvec::smallvec![

@@ -20,7 +20,7 @@ use chorus_actors::outbound::{
     Outbound, OutboundReceiver, Outgoing, CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_POLICY,
     CLOSE_TOO_BIG, CLOSE_TRY_AGAIN,
 };
-use chorus_actors::protocol::{decode_client, with_ack_pieces};
+use chorus_actors::protocol::{ack_len, decode_client, push_ack};
 use chorus_actors::session::{
     Access, Session, SessionArgs, SessionEvents, SessionLimits, SessionMsg,
 };
@@ -254,6 +254,27 @@ impl Reassembly {
     }
 }
 
+/// Appends the header of an unmasked server frame (RFC 6455 §5.2) with a payload of `len` bytes.
+fn push_header(buffer: &mut Vec<u8>, opcode: OpCode, len: usize) {
+    buffer.reserve(len + 10);
+    buffer.push(0x80 | opcode as u8);
+    if len < 126 {
+        buffer.push(len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        buffer.push(126);
+        buffer.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        buffer.push(127);
+        buffer.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+/// Appends an `ack` text frame straight from its document's prefix: no frame of its own.
+fn push_ack_frame(buffer: &mut Vec<u8>, prefix: &[u8], seq: u64, rev: u64) {
+    push_header(buffer, OpCode::Text, ack_len(prefix, seq, rev));
+    push_ack(buffer, prefix, seq, rev);
+}
+
 /// Most queued frames gathered into one write.
 const MAX_BATCH_FRAMES: usize = 64;
 /// Most bytes gathered into one write (a larger single frame still goes out whole).
@@ -270,35 +291,17 @@ struct FrameWriter {
 impl FrameWriter {
     /// Appends one frame to the pending write.
     fn push(&mut self, opcode: OpCode, payload: &[u8]) {
-        self.push_pieces(opcode, &[payload]);
-    }
-
-    /// Appends one frame whose payload is the concatenation of `pieces`.
-    fn push_pieces(&mut self, opcode: OpCode, pieces: &[&[u8]]) {
-        let len: usize = pieces.iter().map(|p| p.len()).sum();
-        self.buffer.reserve(len + 10);
-        self.buffer.push(0x80 | opcode as u8);
-        if len < 126 {
-            self.buffer.push(len as u8);
-        } else if len <= usize::from(u16::MAX) {
-            self.buffer.push(126);
-            self.buffer.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            self.buffer.push(127);
-            self.buffer.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        for piece in pieces {
-            self.buffer.extend_from_slice(piece);
-        }
+        push_header(&mut self.buffer, opcode, payload.len());
+        self.buffer.extend_from_slice(payload);
     }
 
     /// Appends a queued text frame or ack; a close request is returned, not written.
     fn push_outgoing(&mut self, item: Outgoing) -> Option<(u16, &'static str)> {
         match item {
             Outgoing::Frame(frame) => self.push(OpCode::Text, &frame),
-            Outgoing::Ack { prefix, seq, rev } => with_ack_pieces(&prefix, seq, rev, |pieces| {
-                self.push_pieces(OpCode::Text, &pieces)
-            }),
+            Outgoing::Ack { prefix, seq, rev } => {
+                push_ack_frame(&mut self.buffer, &prefix, seq, rev)
+            }
             Outgoing::Close(code, reason) => return Some((code, reason)),
         }
         None
@@ -582,4 +585,46 @@ async fn drain_queue(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_actors::protocol::{ack_prefix, ServerMsg};
+
+    /// Splits one unmasked server frame into its opcode byte and payload.
+    fn parse_frame(bytes: &[u8]) -> (u8, &[u8]) {
+        let (len, start) = match bytes[1] {
+            126 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 => {
+                let mut len = [0; 8];
+                len.copy_from_slice(&bytes[2..10]);
+                (u64::from_be_bytes(len) as usize, 10)
+            }
+            len => (usize::from(len), 2),
+        };
+        assert_eq!(bytes.len(), start + len, "one whole frame");
+        (bytes[0], &bytes[start..])
+    }
+
+    #[test]
+    fn an_ack_frame_is_the_ack_with_a_header_of_the_right_length() {
+        // A short id gives a payload under 126 bytes; the longest id (256 characters) one over.
+        for doc in ["a.rs".to_owned(), "d/".repeat(128)] {
+            for (seq, rev) in [(1, 1), (u64::MAX, u64::MAX - 1)] {
+                let mut buffer = Vec::new();
+                push_ack_frame(&mut buffer, &ack_prefix(&doc), seq, rev);
+                let (first, payload) = parse_frame(&buffer);
+                assert_eq!(first, 0x80 | OpCode::Text as u8, "final text frame");
+                let expected = ServerMsg::Ack {
+                    doc: &doc,
+                    seq,
+                    rev,
+                }
+                .encode();
+                assert_eq!(payload, &expected[..], "{doc} {seq} {rev}");
+                assert_eq!(buffer[1] == 126, payload.len() >= 126, "header form");
+            }
+        }
+    }
 }

@@ -269,7 +269,7 @@ impl<S: Clone> DocumentCore<S> {
     }
 
     /// The start of every `ack` of this document, for writing [`Output::Ack`]
-    /// ([`crate::protocol::with_ack_pieces`]).
+    /// ([`crate::protocol::push_ack`]).
     pub fn ack_prefix(&self) -> &Arc<[u8]> {
         &self.ack_prefix
     }
@@ -595,7 +595,7 @@ impl<S: Clone> DocumentCore<S> {
         };
         let prev_rev = last.map_or(0, |s| s.rev);
         self.history.push_back(Entry { record, prev_rev });
-        self.bound_dedup_tables();
+        self.bound_dedup_table();
     }
 
     /// A client's last durable op, from its last accepted one (`last`, from the table): the
@@ -873,8 +873,8 @@ impl<S: Clone> DocumentCore<S> {
         self.trim_history();
     }
 
-    /// Drops the oldest durable entries past `history_ops`, keeping one emptied record as the
-    /// spare for the next op.
+    /// Drops the oldest durable entries past `history_ops`, keeping the component list and the
+    /// client id of one for the next op.
     fn trim_history(&mut self) {
         while self.history.len() > self.settings.history_ops
             && self.first_history_rev() <= self.durable_rev
@@ -892,7 +892,7 @@ impl<S: Clone> DocumentCore<S> {
     /// Keeps the exactly-once table within `max_dedup_clients` by forgetting the clients whose
     /// last op is oldest (never one with an undurable op).
     #[inline]
-    fn bound_dedup_tables(&mut self) {
+    fn bound_dedup_table(&mut self) {
         if self.clients.len() > self.settings.max_dedup_clients.max(1) {
             self.evict_dedup_clients();
         }

@@ -88,8 +88,7 @@ pub enum RawComponent {
 
 impl Op {
     /// Validates a client's op against the length of the document it is based on: non-empty, no 0, no "", integers only, does not reach past base_len; adjacent same-kind components merged, insert-before-delete canonical order, trailing retain implied to reach base_len.
-    pub fn from_raw(raw: RawOp, base_len: usize) -> Result<Op, OpError> {
-        let mut raw = raw;
+    pub fn from_raw(mut raw: RawOp, base_len: usize) -> Result<Op, OpError> {
         Op::from_raw_into(&mut raw, base_len, Vec::new())
     }
 

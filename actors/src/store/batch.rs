@@ -51,7 +51,7 @@ impl AppendBatch {
         self.first_rev
     }
 
-    /// Revision of the last record (`first_rev - 1` when empty).
+    /// Revision of the last record (0 when empty).
     pub fn last_rev(&self) -> u64 {
         (self.first_rev + self.len() as u64).saturating_sub(1)
     }
@@ -66,12 +66,13 @@ impl AppendBatch {
         self.ends.is_empty()
     }
 
-    /// Every record's bytes, one after the other: what the embedded store appends to its log.
+    /// Every record's bytes, one after the other.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
-    /// The bytes, for a writer that must own them.
+    /// The bytes, for a writer that must own them (the embedded store appends them to its log as
+    /// they are).
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }

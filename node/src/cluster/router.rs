@@ -1069,7 +1069,7 @@ async fn forward_frames(
         let mut frames = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next.take() {
-            if let Some(f) = item.text_frame() {
+            if let Some(f) = item.into_text_frame() {
                 frames.push(String::from_utf8_lossy(&f).into_owned());
             }
             if frames.len() < MAX_FRAMES_PER_MESSAGE {
