@@ -470,7 +470,7 @@ async fn gaps_and_damage_are_detected() {
     let mut holey = records(4..=6);
     holey.remove(1);
     assert!(matches!(
-        AppendBatch::encode(holey.iter()),
+        AppendBatch::encode(4..=6, holey.iter()),
         Err(StoreError::Io(_))
     ));
     handle

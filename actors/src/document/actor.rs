@@ -250,29 +250,18 @@ fn drive(myself: &ActorRef<DocumentMsg>, state: &mut DocumentState) {
                 // The records are encoded here, once, so that the write owns bytes and the
                 // history keeps plain records.
                 let write = match job {
+                    // Exactly the job's revisions, or nothing is written (and nothing
+                    // acknowledged).
                     StoreJob::Append {
                         first_rev,
                         last_rev,
-                    } => match AppendBatch::encode(state.core.append_records()) {
-                        // Exactly the job's revisions, or nothing is written (and nothing
-                        // acknowledged): an empty batch would "succeed" without writing.
-                        Ok(batch)
-                            if !batch.is_empty()
-                                && (batch.first_rev(), batch.last_rev())
-                                    == (first_rev, last_rev) =>
+                    } => {
+                        match AppendBatch::encode(first_rev..=last_rev, state.core.append_records())
                         {
-                            StoreWrite::Append(batch)
+                            Ok(batch) => StoreWrite::Append(batch),
+                            Err(error) => StoreWrite::Refused(error),
                         }
-                        Ok(batch) => {
-                            StoreWrite::Refused(StoreError::Io(std::io::Error::other(format!(
-                                "the core's records for revisions {first_rev}..={last_rev} encoded \
-                                 as {} records from revision {}",
-                                batch.len(),
-                                batch.first_rev()
-                            ))))
-                        }
-                        Err(error) => StoreWrite::Refused(error),
-                    },
+                    }
                     StoreJob::Compact(snapshot) => StoreWrite::Compact(snapshot),
                 };
                 tokio::spawn(async move {

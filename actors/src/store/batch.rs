@@ -3,11 +3,13 @@
 //! then owns bytes, and the document's history keeps plain records that nothing else shares.
 
 use std::io;
+use std::ops::RangeInclusive;
 
 use super::embedded::codec;
 use super::{LogRecord, StoreError};
 
-/// Consecutive records, encoded: the bytes of each one after the other.
+/// The records of one append (at least one, consecutive revisions), encoded: the bytes of each
+/// one after the other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendBatch {
     first_rev: u64,
@@ -17,23 +19,32 @@ pub struct AppendBatch {
 }
 
 impl AppendBatch {
-    /// Encodes `records`, which must have consecutive revisions from 1 or more; refuses anything
-    /// else (and a record the format cannot hold) with an `InvalidInput` error.
+    /// Encodes `records`, which must be exactly the revisions `revs` (1 or more, at least one
+    /// record, in order). Anything else, and a record the format cannot hold, is refused with an
+    /// `InvalidInput` error: nothing is written, so nothing can be acknowledged by mistake.
     pub fn encode<'a>(
+        revs: RangeInclusive<u64>,
         records: impl ExactSizeIterator<Item = &'a LogRecord>,
     ) -> Result<AppendBatch, StoreError> {
+        let (first_rev, last_rev) = (*revs.start(), *revs.end());
         let count = records.len();
+        if count == 0
+            || first_rev == 0
+            || first_rev > last_rev
+            || last_rev - first_rev != count as u64 - 1
+        {
+            return Err(invalid(format!(
+                "an append of revisions {first_rev}..={last_rev} was given {count} records"
+            )));
+        }
         let mut batch = AppendBatch {
-            first_rev: 0,
+            first_rev,
             bytes: Vec::with_capacity(64 * count),
             ends: Vec::with_capacity(count),
         };
         for (index, record) in records.enumerate() {
-            if index == 0 {
-                batch.first_rev = record.rev;
-            }
-            let expected = batch.first_rev.saturating_add(index as u64);
-            if record.rev == 0 || record.rev != expected {
+            let expected = first_rev + index as u64;
+            if record.rev != expected {
                 return Err(invalid(format!(
                     "record {index} of an append has revision {} where {expected} comes next",
                     record.rev
@@ -46,24 +57,14 @@ impl AppendBatch {
         Ok(batch)
     }
 
-    /// Revision of the first record (0 when empty).
+    /// Revision of the first record.
     pub fn first_rev(&self) -> u64 {
         self.first_rev
     }
 
-    /// Revision of the last record (0 when empty).
+    /// Revision of the last record.
     pub fn last_rev(&self) -> u64 {
-        (self.first_rev + self.len() as u64).saturating_sub(1)
-    }
-
-    /// Number of records.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// True when there is no record.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.first_rev + self.ends.len() as u64 - 1
     }
 
     /// Every record's bytes, one after the other.
@@ -112,9 +113,9 @@ mod tests {
     #[test]
     fn records_are_encoded_one_after_the_other_and_decode_back() {
         let records = [record(4), record(5), record(6)];
-        let batch = AppendBatch::encode(records.iter()).expect("consecutive");
+        let batch = AppendBatch::encode(4..=6, records.iter()).expect("consecutive");
         assert_eq!(
-            (batch.first_rev(), batch.last_rev(), batch.len()),
+            (batch.first_rev(), batch.last_rev(), batch.records().len()),
             (4, 6, 3)
         );
         let pieces: Vec<&[u8]> = batch.records().collect();
@@ -131,16 +132,24 @@ mod tests {
     }
 
     #[test]
-    fn gaps_repeats_and_revision_zero_are_refused() {
-        for revs in [vec![4, 6], vec![4, 4], vec![5, 4], vec![0, 1]] {
-            let records: Vec<LogRecord> = revs.iter().map(|&r| record(r)).collect();
-            let error = AppendBatch::encode(records.iter()).expect_err("refused");
+    fn anything_but_exactly_the_given_revisions_is_refused() {
+        let refused = |revs: RangeInclusive<u64>, records: &[u64]| {
+            let records: Vec<LogRecord> = records.iter().map(|&r| record(r)).collect();
+            let error = AppendBatch::encode(revs.clone(), records.iter()).expect_err("refused");
             assert!(
                 matches!(&error, StoreError::Io(e) if e.kind() == io::ErrorKind::InvalidInput),
-                "{revs:?}: {error}"
+                "{revs:?} {records:?}: {error}"
             );
-        }
-        let empty = AppendBatch::encode(std::iter::empty()).expect("empty is fine");
-        assert!(empty.is_empty());
+        };
+        // Gaps, repeats, disorder, revision 0.
+        refused(4..=5, &[4, 6]);
+        refused(4..=5, &[4, 4]);
+        refused(4..=5, &[5, 4]);
+        refused(0..=1, &[0, 1]);
+        // Not the job's revisions: too few, too many, none, shifted.
+        refused(4..=6, &[4, 5]);
+        refused(4..=5, &[4, 5, 6]);
+        refused(4..=4, &[]);
+        refused(5..=6, &[4, 5]);
     }
 }

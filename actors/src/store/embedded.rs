@@ -272,9 +272,6 @@ impl EmbeddedDocument {
 #[async_trait::async_trait]
 impl DocumentStore for EmbeddedDocument {
     async fn append(&mut self, batch: AppendBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         let expected = self.next_rev();
         if batch.first_rev() != expected {
             return Err(invalid_input(format!(

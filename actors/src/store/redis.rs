@@ -659,9 +659,6 @@ impl Inner {
         token: &str,
         batch: &AppendBatch,
     ) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         let refuse =
             |detail: String| StoreError::Io(io::Error::new(io::ErrorKind::InvalidInput, detail));
         // The batch's revisions are consecutive from 1 or more (`AppendBatch::encode`).

@@ -44,9 +44,12 @@ pub fn records(revs: std::ops::RangeInclusive<u64>) -> Vec<LogRecord> {
     revs.map(record).collect()
 }
 
-/// Records as the store takes them: encoded into one append (consecutive revisions).
+/// Records as the store takes them: encoded into one append (at least one record, consecutive
+/// revisions).
 pub fn batch(records: Vec<LogRecord>) -> AppendBatch {
-    AppendBatch::encode(records.iter()).expect("consecutive records encode")
+    let first = records.first().map_or(0, |r| r.rev);
+    let last = records.last().map_or(0, |r| r.rev);
+    AppendBatch::encode(first..=last, records.iter()).expect("consecutive records encode")
 }
 
 /// The snapshot after `rev` records.

@@ -9,10 +9,11 @@
 //! - [`merge`]: the trace's own merge (a list CRDT) as the reference: where each inserted
 //!   character sits in the merged text; it reproduces `endContent`.
 //! - [`plan_concurrent`] + [`replay_planned`]: the 2–3 agents of a concurrent trace as OT
-//!   clients of one `DocumentCore` (one op in flight, later edits buffered, broadcasts and acks in order). `plan` searches for a server order and op
-//!   boundaries under which every agent makes each transaction having seen exactly what the trace
-//!   says (or, where strict OT cannot, a few broadcasts early); each agent writes its
-//!   transactions as their author meant them on the text it has (by the reference merge); the
+//!   clients of one `DocumentCore` (one op in flight, later edits buffered, broadcasts and acks
+//!   in order). `plan` searches for a server order and op boundaries under which every agent
+//!   makes each transaction having seen exactly what the trace says (or, where strict OT
+//!   cannot, a few broadcasts early); each agent writes its transactions as their author meant
+//!   them on the text it has (by the reference merge); the
 //!   plan is run with the server's text checked against the reference after every op, and where
 //!   the server's tie rule orders two concurrent inserts unlike the trace's merge, the op that
 //!   must win the tie is made to reach the server first and the search runs again. Records the
@@ -291,6 +292,8 @@ pub fn replay_sequential(
             }
         }
         if socket.len() > 3072 {
+            // Written, as a socket would read it, before it is reused.
+            std::hint::black_box(&socket);
             socket.clear();
         }
     }
@@ -1209,6 +1212,8 @@ pub fn run_script(script: &Script) -> DocumentCore<u32> {
             }
         }
         if socket.len() > 3072 {
+            // Written, as a socket would read it, before it is reused.
+            std::hint::black_box(&socket);
             socket.clear();
         }
     }
